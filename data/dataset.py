@@ -1,0 +1,225 @@
+"""Model-ready samples from a corpus: imputation, temporal features, normalization, vocabulary.
+
+`MediaPipeFeatureDataset` is the single owner of normalization: each sample comes out
+normalized exactly once, and every `Batch` carries the name of the normalization applied, so
+anything downstream can tell (and `assert_not_normalized` refuses) a second application.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data.corpus import Corpus, CorpusError, SampleRecord, atomic_write_text
+from data.layout import FEATURE_DIM, modality_columns, parse_modalities
+from data.normalize import CLIP, STD_FLOOR, DoubleNormalizationError, FeatureStats, Normalizer, RunningStats, impute
+from data.temporal import full_features
+
+BLANK = "<blank>"
+
+
+class UnknownGlossError(CorpusError):
+    pass
+
+
+class Vocabulary:
+    """gloss -> id with 0 reserved for the CTC blank; built from the train split.
+
+    There is no <unk>: a gloss outside the vocabulary cannot be predicted, so encoding one is an
+    error (UnknownGlossError names the sample). Dev/test datasets drop such glosses from their
+    *targets* (loss) but keep the full reference text for WER, so they still count as errors.
+    """
+
+    def __init__(self, glosses):
+        self.itos = [BLANK] + list(glosses)
+        if len(set(self.itos)) != len(self.itos):
+            raise ValueError("vocabulary has duplicate glosses")
+        self.stoi = {g: i for i, g in enumerate(self.itos)}
+
+    blank_id = 0
+
+    @classmethod
+    def from_records(cls, records) -> "Vocabulary":
+        seen = {}
+        for rec in records:
+            if rec.split == "train":
+                for g in rec.glosses:
+                    seen.setdefault(g, None)
+        return cls(sorted(seen))
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, gloss) -> bool:
+        return gloss in self.stoi and gloss != BLANK
+
+    def encode(self, glosses, sample_id: str = "?", unknown: str = "error") -> list[int]:
+        ids = []
+        for g in glosses:
+            if g in self:
+                ids.append(self.stoi[g])
+            elif unknown == "error":
+                raise UnknownGlossError(f"sample {sample_id!r}: gloss {g!r} is not in the vocabulary built from the train split")
+        return ids
+
+    def decode(self, ids) -> list[str]:
+        return [self.itos[i] for i in ids if i != self.blank_id]
+
+    def to_list(self) -> list[str]:
+        return self.itos[1:]
+
+    def save(self, path) -> None:
+        atomic_write_text(path, json.dumps(self.to_list(), ensure_ascii=False, indent=0))
+
+    @classmethod
+    def load(cls, path) -> "Vocabulary":
+        return cls(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+@dataclass
+class Sample:
+    id: str
+    features: torch.Tensor  # [T, F] float32, normalized
+    targets: torch.Tensor  # [L] long gloss ids (no blank)
+    glosses: tuple[str, ...]  # reference text, including glosses outside the vocabulary
+    normalization: str
+
+    @property
+    def length(self) -> int:
+        return int(self.features.shape[0])
+
+
+@dataclass
+class Batch:
+    features: torch.Tensor  # [B, T, F] float32, zero-padded
+    lengths: torch.Tensor  # [B] long
+    targets: torch.Tensor  # [sum L] long, concatenated
+    target_lengths: torch.Tensor  # [B] long
+    ids: list[str]
+    glosses: list[tuple[str, ...]]
+    normalization: str  # the normalization the dataset applied ("none" if none)
+
+    def to(self, device) -> "Batch":
+        return Batch(
+            self.features.to(device, non_blocking=True),
+            self.lengths.to(device),
+            self.targets.to(device),
+            self.target_lengths.to(device),
+            self.ids,
+            self.glosses,
+            self.normalization,
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def collate(samples: list[Sample]) -> Batch:
+    """Pad to the longest sample; targets concatenated (CTC's 1-D form) with their lengths."""
+    if not samples:
+        raise ValueError("collate got an empty list of samples")
+    norms = {s.normalization for s in samples}
+    if len(norms) != 1:
+        raise DoubleNormalizationError(f"samples with different normalizations in one batch: {sorted(norms)}")
+    lengths = torch.tensor([s.length for s in samples], dtype=torch.long)
+    width = samples[0].features.shape[1]
+    feats = torch.zeros(len(samples), int(lengths.max()), width, dtype=torch.float32)
+    for i, s in enumerate(samples):
+        feats[i, : s.length] = s.features
+    return Batch(
+        features=feats,
+        lengths=lengths,
+        targets=torch.cat([s.targets for s in samples]) if samples else torch.zeros(0, dtype=torch.long),
+        target_lengths=torch.tensor([len(s.targets) for s in samples], dtype=torch.long),
+        ids=[s.id for s in samples],
+        glosses=[s.glosses for s in samples],
+        normalization=norms.pop(),
+    )
+
+
+def assert_not_normalized(batch: Batch) -> None:
+    """Guard for code that would normalize a batch: refuses one the dataset already normalized."""
+    if batch.normalization != "none":
+        raise DoubleNormalizationError(
+            f"batch {batch.ids[:4]} was already normalized by the dataset ({batch.normalization!r}); "
+            "normalize in one place only (the dataset's `normalization` setting)"
+        )
+
+
+def model_features(raw_or_full: np.ndarray, impute_method: str = "ffill") -> tuple[np.ndarray, np.ndarray]:
+    """Feature file -> (imputed finite [T, 6516] features, raw [T, 1629] with NaN)."""
+    raw, temporal = full_features(raw_or_full)
+    return np.concatenate([impute(raw, impute_method), temporal], axis=1), raw
+
+
+def compute_train_stats(corpus: Corpus, impute_method: str = "ffill") -> FeatureStats:
+    """Global mean/std over every train frame, in one streaming pass (memory independent of size)."""
+    running = RunningStats(FEATURE_DIM)
+    for rec in corpus.split("train"):
+        feats, _ = model_features(corpus.load(rec), impute_method)
+        running.update(feats)
+    return running.stats()
+
+
+class MediaPipeFeatureDataset(torch.utils.data.Dataset):
+    """Samples of one split, model-ready.
+
+    Pipeline per sample: load (memory-mapped) -> temporal block from raw landmarks (0 where a
+    landmark is missing) -> impute missing landmarks -> normalize (once) -> select modalities.
+    """
+
+    def __init__(
+        self,
+        corpus_dir,
+        split: str = "train",
+        vocab: Vocabulary | None = None,
+        normalization: str = "global",
+        modalities=None,
+        impute_method: str = "ffill",
+        stats: FeatureStats | None = None,
+        std_floor: float = STD_FLOOR,
+        clip: float = CLIP,
+        corpus: Corpus | None = None,
+    ):
+        self.corpus = corpus if corpus is not None else Corpus(corpus_dir)
+        self.split = split
+        self.records: list[SampleRecord] = self.corpus.split(split)
+        if not self.records:
+            raise CorpusError(f"{self.corpus.dir}: split {split!r} has no samples")
+        self.vocab = vocab if vocab is not None else Vocabulary.from_records(self.corpus.records)
+        self.modalities = parse_modalities(modalities)
+        self.columns = modality_columns(self.modalities)
+        self.impute_method = impute_method
+        if normalization == "global" and stats is None:
+            stats = compute_train_stats(self.corpus, impute_method)
+        self.stats = stats
+        self.normalizer = Normalizer(normalization, stats=stats, std_floor=std_floor, clip=clip)
+        self.normalization = normalization
+        # train targets must be fully known; dev/test drop out-of-vocabulary glosses from targets
+        self._unknown = "error" if split == "train" else "skip"
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def lengths(self) -> list[int]:
+        """Frame counts without loading the data (reads .npy headers through mmap)."""
+        return [int(self.corpus.load(r).shape[0]) for r in self.records]
+
+    def features(self, i: int) -> np.ndarray:
+        rec = self.records[i]
+        feats, raw = model_features(self.corpus.load(rec), self.impute_method)
+        out = self.normalizer(feats, raw=raw)
+        return out[:, self.columns] if len(self.columns) != FEATURE_DIM else out
+
+    def __getitem__(self, i: int) -> Sample:
+        rec = self.records[i]
+        return Sample(
+            id=rec.id,
+            features=torch.from_numpy(np.ascontiguousarray(self.features(i))),
+            targets=torch.tensor(self.vocab.encode(rec.glosses, rec.id, self._unknown), dtype=torch.long),
+            glosses=rec.glosses,
+            normalization=self.normalization,
+        )
