@@ -107,13 +107,18 @@ class RunningStats:
         if x.shape[0] == 0:
             return
         x = np.asarray(x, dtype=np.float64)
-        n_b = x.shape[0]
-        mean_b = x.mean(axis=0)
-        m2_b = ((x - mean_b) ** 2).sum(axis=0)
-        n = self.n + n_b
-        delta = mean_b - self.mean
-        self.mean += delta * (n_b / n)
-        self.m2 += m2_b + delta**2 * (self.n * n_b / n)
+        chunk = RunningStats(x.shape[1])
+        chunk.n, chunk.mean = x.shape[0], x.mean(axis=0)
+        chunk.m2 = ((x - chunk.mean) ** 2).sum(axis=0)
+        self.merge(chunk)
+
+    def merge(self, other: "RunningStats") -> None:
+        if other.n == 0:
+            return
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        self.mean += delta * (other.n / n)
+        self.m2 += other.m2 + delta**2 * (self.n * other.n / n)
         self.n = n
 
     def stats(self) -> FeatureStats:

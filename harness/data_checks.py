@@ -1,0 +1,379 @@
+"""Checks of the corpus itself: clean features, labels, CTC feasibility, normalization.
+
+Pure functions: measurements in (a CorpusScan, records, a vocabulary, a dataset), a Finding out.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+
+import numpy as np
+
+from data.corpus import manifest_problems
+from data.dataset import Vocabulary, collate, model_features
+from data.layout import FEATURE_DIM, RAW_DIM, describe_column, modality_of_column
+from data.normalize import Normalizer
+from harness.findings import FAIL, PASS, WARN, Finding, status_from
+from harness.scan import BLOCKS, CorpusScan
+
+
+def _table(columns, rows) -> dict:
+    return {"columns": list(columns), "rows": [list(r) for r in rows]}
+
+
+# ----------------------------------------------------------------------------- 1. clean features
+
+
+def check_clean_features(scan: CorpusScan, t: dict) -> Finding:
+    """Inf anywhere; NaN that is not a whole landmark; pixel coordinates; unreadable/wrong-shape
+    files; zero-filled landmarks; constant train channels; missing share per modality; lengths."""
+    start = time.perf_counter()
+    files = scan.files
+    unreadable = [f for f in files if f.error]
+    inf = [f for f in files if f.n_inf]
+    partial = [f for f in files if f.partial_nan_landmarks]
+    pixels = [f for f in files if f.pixel_fraction > t["pixel_fraction"]]
+    ok_files = [f for f in files if not f.error]
+    lengths = np.array([f.frames for f in ok_files]) if ok_files else np.zeros(1)
+    short = [f for f in ok_files if f.frames < t["min_frames"]]
+    missing = {b: float(np.mean([f.missing[b] for f in ok_files])) if ok_files else 0.0 for b in BLOCKS}
+    zero = {b: float(np.mean([f.zero_filled[b] for f in ok_files])) if ok_files else 0.0 for b in BLOCKS}
+    zero_filled_files = [f for f in ok_files if max(f.zero_filled[b] for b in ("left_hand", "right_hand")) > 0.05]
+
+    constant_cols = np.zeros(0, dtype=int)
+    if scan.train_stats is not None:
+        constant_cols = np.flatnonzero(scan.train_stats.std < t["min_channel_std"])
+
+    problems, samples, features, modality = [], [], [], ""
+    if unreadable:
+        problems.append(f"{len(unreadable)} file(s) unreadable or of wrong width/dtype: {unreadable[0].error}")
+        samples += [f.id for f in unreadable]
+    if inf:
+        problems.append(f"Inf values in {len(inf)} file(s) ({sum(f.n_inf for f in inf)} values), e.g. {inf[0].path}")
+        samples += [f.id for f in inf]
+    if partial:
+        problems.append(
+            f"NaN that is not a whole missing landmark in {len(partial)} file(s) "
+            f"({sum(f.partial_nan_landmarks for f in partial)} landmarks), e.g. {partial[0].path}"
+        )
+        samples += [f.id for f in partial]
+    if pixels:
+        worst = max(pixels, key=lambda f: f.max_abs)
+        problems.append(
+            f"coordinates far outside normalised image range (max |x,y| {worst.max_abs:.1f} > {t['max_abs_coordinate']}) "
+            f"in {len(pixels)} file(s): pixel coordinates stored instead of 0..1, e.g. {worst.path}"
+        )
+        samples += [f.id for f in pixels]
+    warnings = []
+    if zero_filled_files:
+        warnings.append(
+            f"{len(zero_filled_files)} file(s) store undetected hands as exact zeros instead of NaN "
+            "(derivatives spike where the hand appears; zero channels have ~0 variance)"
+        )
+    if len(constant_cols):
+        modality = Counter(modality_of_column(int(c)) for c in constant_cols).most_common(1)[0][0]
+        features = [describe_column(int(c)) for c in constant_cols]
+        warnings.append(
+            f"{len(constant_cols)} channel(s) constant over the train split (std < {t['min_channel_std']:g}), "
+            f"mostly {modality}: a z-score divides by ~0 there unless its std floor holds"
+        )
+    for b in BLOCKS:
+        if missing[b] > t["missing_warn_fraction"]:
+            warnings.append(f"{b} missing in {missing[b]:.0%} of frames")
+    if short:
+        warnings.append(f"{len(short)} sample(s) shorter than {t['min_frames']} frames")
+        samples += [f.id for f in short]
+
+    status = status_from(bool(problems), bool(warnings))
+    summary = "; ".join(problems + warnings) or f"{len(files)} files clean: finite, NaN only as whole landmarks, coordinates normalised"
+    hints = []
+    if unreadable or inf or partial:
+        hints.append("re-extract or drop the named files")
+    if pixels:
+        hints.append("divide x by the frame width and y by its height (pixel -> 0..1)")
+    if zero_filled_files:
+        hints.append("store undetected landmarks as NaN; imputation then happens in one place")
+    if len(constant_cols):
+        hints.append("keep the normalization's std_floor > 0 (see the normalization check)")
+    missing_rows = [[b, f"{missing[b]:.3f}", f"{zero[b]:.3f}"] for b in BLOCKS]
+    by_split = defaultdict(list)
+    for f in ok_files:
+        by_split[f.split].append(f.frames)
+    length_rows = [[s, len(v), int(np.min(v)), int(np.median(v)), int(np.max(v))] for s, v in sorted(by_split.items())]
+    return Finding(
+        check="clean_features",
+        status=status,
+        summary=summary,
+        hint="; ".join(hints),
+        values={
+            "key": f"{len(files)} files, {int(lengths.sum())} frames",
+            "files": len(files),
+            "frames": int(lengths.sum()),
+            "missing_fraction": missing,
+            "zero_filled_fraction": zero,
+            "constant_train_channels": int(len(constant_cols)),
+            "length_min": int(lengths.min()),
+            "length_median": float(np.median(lengths)),
+            "length_max": int(lengths.max()),
+        },
+        samples=list(dict.fromkeys(samples)),
+        modality=modality,
+        features=features,
+        tables={
+            "Missing landmarks by part (share of frames x landmarks)": _table(["part", "missing (NaN)", "stored as 0"], missing_rows),
+            "Length distribution (frames)": _table(["split", "samples", "min", "median", "max"], length_rows),
+        },
+        seconds=time.perf_counter() - start,
+    )
+
+
+# ----------------------------------------------------------------------------- 2. labels
+
+
+def check_labels(corpus_dir, records, vocab: Vocabulary, scan: CorpusScan | None = None) -> Finding:
+    """Empty sequences, unknown glosses, blank id in targets, duplicate ids, a sample in two splits."""
+    start = time.perf_counter()
+    fails, warns, samples = [], [], []
+    problems = manifest_problems(corpus_dir, records)
+    if problems:
+        fails.append(f"{len(problems)} manifest problem(s): {problems[0]}")
+        samples += [r.id for r in records if any(f"(id {r.id!r})" in p for p in problems)]
+    empty = [r.id for r in records if not r.glosses]
+    if empty:
+        fails.append(f"{len(empty)} empty gloss sequence(s)")
+        samples += empty
+    # blank / out-of-range ids, encoded exactly as the dataset encodes them
+    bad_ids = []
+    for r in records:
+        if r.split != "train":
+            continue
+        known = [g for g in r.glosses if g in vocab]
+        ids = vocab.encode(known, r.id)
+        if any(i == vocab.blank_id or not 0 < i < len(vocab) for i in ids):
+            bad_ids.append(r.id)
+    if bad_ids:
+        fails.append(f"blank id {vocab.blank_id} or an id >= vocab size inside the targets of {len(bad_ids)} sample(s) (vocabulary off by one)")
+        samples += bad_ids
+    train_unknown = [r.id for r in records if r.split == "train" and any(g not in vocab for g in r.glosses)]
+    if train_unknown:
+        fails.append(f"{len(train_unknown)} train sample(s) use glosses missing from the vocabulary")
+        samples += train_unknown
+    oov_tokens = {s: [g for r in records if r.split == s for g in r.glosses if g not in vocab] for s in ("dev", "test")}
+    n_tokens = {s: sum(len(r.glosses) for r in records if r.split == s) for s in ("dev", "test")}
+    for s in ("dev", "test"):
+        if oov_tokens[s]:
+            warns.append(
+                f"{s}: {len(oov_tokens[s])}/{n_tokens[s]} gloss tokens not in the train vocabulary "
+                f"(e.g. {sorted(set(oov_tokens[s]))[:3]}); they count as errors in WER"
+            )
+    if scan is not None:
+        by_digest = defaultdict(list)
+        for f in scan.files:
+            if f.digest:
+                by_digest[f.digest].append(f)
+        leaks = [fs for fs in by_digest.values() if len({f.split for f in fs}) > 1]
+        if leaks:
+            pairs = [f"{'/'.join(f.id + '@' + f.split for f in fs)}" for fs in leaks]
+            fails.append(f"{len(leaks)} sample(s) appear in two splits with identical features: {pairs[:3]}")
+            samples += [f.id for fs in leaks for f in fs]
+    by_path = defaultdict(set)
+    for r in records:
+        by_path[r.path].add(r.split)
+    shared = [p for p, sp in by_path.items() if len(sp) > 1]
+    if shared:
+        fails.append(f"{len(shared)} feature file(s) listed in two splits, e.g. {shared[0]}")
+        samples += [r.id for r in records if r.path in shared]
+    hint = ""
+    if fails:
+        hint = "fix the manifest rows named; build the vocabulary from the train split with blank = 0; keep each recording in one split"
+    elif warns:
+        hint = "expected for real corpora (PHOENIX dev/test have a few unseen glosses); nothing to do unless the rate is high"
+    return Finding(
+        check="labels",
+        status=status_from(bool(fails), bool(warns)),
+        summary="; ".join(fails + warns) or f"{len(records)} samples, {len(vocab) - 1} glosses + blank, labels consistent",
+        hint=hint,
+        values={
+            "key": f"vocab {len(vocab) - 1}+blank",
+            "vocab_size": len(vocab),
+            "oov_rate": {s: (len(oov_tokens[s]) / n_tokens[s] if n_tokens[s] else 0.0) for s in oov_tokens},
+        },
+        samples=list(dict.fromkeys(samples)),
+        seconds=time.perf_counter() - start,
+    )
+
+
+# ----------------------------------------------------------------------------- 6. CTC feasibility
+
+
+def min_ctc_frames(ids) -> int:
+    """CTC needs one output frame per target plus a blank between adjacent repeats."""
+    return len(ids) + sum(1 for a, b in zip(ids, ids[1:]) if a == b)
+
+
+def check_ctc_feasibility(scan: CorpusScan, records, vocab: Vocabulary, output_lengths) -> Finding:
+    """Each sample's output length (after the model's temporal stride) >= its CTC minimum.
+
+    `output_lengths` maps a LongTensor of input lengths to output lengths (the model's own).
+    """
+    import torch
+
+    start = time.perf_counter()
+    frames = {f.id: f.frames for f in scan.files if not f.error}
+    rows, violators = [], []
+    recs = [r for r in records if r.id in frames]
+    if recs:
+        out = output_lengths(torch.tensor([frames[r.id] for r in recs], dtype=torch.long)).tolist()
+    else:
+        out = []
+    margins = []
+    for r, o in zip(recs, out):
+        need = min_ctc_frames(vocab.encode(r.glosses, r.id, unknown="skip"))
+        margins.append(o - need)
+        if o < need:
+            violators.append(r.id)
+            rows.append([r.id, r.split, frames[r.id], o, len(r.glosses), need])
+    return Finding(
+        check="ctc_feasibility",
+        status=FAIL if violators else PASS,
+        summary=(
+            f"{len(violators)} sample(s) too short for their gloss sequence after the temporal stride "
+            f"(output frames < targets + repeats): CTC loss is +inf for them"
+            if violators
+            else f"all {len(recs)} samples feasible (smallest margin {min(margins) if margins else 0} output frames)"
+        ),
+        hint="drop or re-segment these samples, or use a model with a smaller temporal stride" if violators else "",
+        values={"key": f"{len(violators)} infeasible", "infeasible": len(violators), "min_margin": int(min(margins)) if margins else 0},
+        samples=violators,
+        tables={"CTC-infeasible samples": _table(["id", "split", "frames", "output frames", "glosses", "needed"], rows)} if rows else {},
+        seconds=time.perf_counter() - start,
+    )
+
+
+# ----------------------------------------------------------------------------- 3. normalization
+
+
+def _second_transform(expected: np.ndarray, got: np.ndarray, method: str) -> str:
+    """Name what was done to one correctly normalized sample on its way to the model."""
+    if not np.isfinite(got).all():
+        return f"model input differs from one application of {method!r} and is not finite"
+    e, g = expected.ravel().astype(np.float64), got.ravel().astype(np.float64)
+    # one scalar affine map for the whole sample: a per-sample z-score over (time, features)
+    a, b = np.polyfit(e, g, 1) if e.std() > 0 else (1.0, 0.0)
+    if np.abs(a * e + b - g).max() < 1e-3 * max(1.0, np.abs(g).max()):
+        return (
+            f"normalized twice: after the dataset's {method!r}, a per-sample z-score over the whole sample "
+            f"(scale {a:.3g}, shift {b:.3g}) was applied between loader and model"
+        )
+    # a separate affine map per column: a per-column z-score
+    ec, gc = expected - expected.mean(0), got - got.mean(0)
+    scale = (ec * gc).sum(0) / np.maximum((ec * ec).sum(0), 1e-12)
+    if np.abs(ec * scale - gc).max() < 1e-3 * max(1.0, np.abs(gc).max()):
+        return f"normalized twice: after the dataset's {method!r}, a per-column z-score was applied between loader and model"
+    diff = float(np.abs(got - expected).max())
+    return f"model input differs from one application of {method!r} (max diff {diff:.3g}): something between dataset and model transforms the features"
+
+
+def check_normalization(dataset, samples_idx, to_model_input, t: dict, train_frames: int | None = None) -> Finding:
+    """The model input is finite, bounded, and the configured normalization applied exactly once.
+
+    `to_model_input` is the exact function training applies between the loader and the model
+    (batch -> batch). The expected input is recomputed independently from the raw file with
+    one application of the dataset's Normalizer; any difference is a second normalization (or
+    another transform) somewhere in the pipeline.
+    """
+    start = time.perf_counter()
+    method = dataset.normalization
+    norm: Normalizer = dataset.normalizer
+    samples = [dataset[i] for i in samples_idx]
+    batch = to_model_input(collate(samples))
+    x = batch.features.detach().float().cpu().numpy()
+    fails, warns, bad_samples, bad_features = [], [], [], []
+    values = {"method": method}
+    cols = dataset.columns
+
+    # std floors: which channels would divide by ~0 without them (global stats from train only)
+    floor_cols = np.zeros(0, dtype=int)
+    if method == "global":
+        values["stats_frames"] = int(dataset.stats.n_frames)
+        if train_frames is not None and dataset.stats.n_frames != train_frames:
+            fails.append(f"global statistics cover {dataset.stats.n_frames} frames, the train split has {train_frames}: statistics not from the train split")
+        low = np.flatnonzero(dataset.stats.std < 1e-6)
+        floor_cols = low
+        if len(low) and norm.std_floor < 1e-6:
+            fails.append(
+                f"std floor {norm.std_floor:g} not in effect: {len(low)} channel(s) have train std < 1e-6 and are divided by ~0"
+            )
+            bad_features += [describe_column(int(c)) for c in low]
+    values["std_floor"] = norm.std_floor
+    values["floored_channels"] = int(len(floor_cols))
+
+    nonfinite = ~np.isfinite(x)
+    if nonfinite.any():
+        b_idx, _, f_idx = np.nonzero(nonfinite)
+        bad_samples += sorted({batch.ids[i] for i in b_idx})
+        feats = sorted(set(int(cols[i]) for i in f_idx))
+        bad_features += [describe_column(c) for c in feats[:50]]
+        constant = _constant_in_raw(dataset, samples_idx, feats)
+        cause = f" (channels constant in the raw sample: {constant[:4]}... a std of 0 divided)" if constant else ""
+        fails.append(f"model input has {int(nonfinite.sum())} non-finite values in {len(feats)} channel(s){cause}")
+    finite = np.where(np.isfinite(x), x, 0)
+    valid = np.zeros(x.shape[:2], dtype=bool)
+    for i, n in enumerate(batch.lengths.tolist()):
+        valid[i, :n] = True
+    xv = finite[valid]
+    max_abs = float(np.abs(xv).max()) if xv.size else 0.0
+    values["max_abs"] = max_abs
+    values["key"] = f"{method}: max|x| {max_abs:.1f}"
+    if max_abs > t["max_abs_input"]:
+        worst = np.abs(np.where(valid[..., None], finite, 0)).max(axis=(1, 2))
+        bad_samples.append(batch.ids[int(np.argmax(worst))])
+        fails.append(f"model input not bounded: max |x| = {max_abs:.3g} > {t['max_abs_input']}")
+    if norm.clip and xv.size:
+        clipped = float((np.abs(xv) >= norm.clip * (1 - 1e-6)).mean())
+        values["clipped_fraction"] = clipped
+        if clipped > t["max_clipped_fraction"]:
+            warns.append(f"{clipped:.2%} of input values sit at the clip bound ±{norm.clip:g}: the clip is hiding outliers")
+
+    # exactly once: compare with an independent single application
+    if batch.normalization != method:
+        fails.append(f"batch says normalization {batch.normalization!r}, the dataset is configured for {method!r}")
+    mismatched = []
+    for i, (idx, sid) in enumerate(zip(samples_idx, batch.ids)):
+        rec = dataset.records[idx]
+        feats, raw = model_features(dataset.corpus.load(rec), dataset.impute_method)
+        expected = norm(feats, raw=raw)[:, cols]
+        got = x[i, : batch.lengths[i]]
+        if not np.allclose(got, expected, rtol=t["normalize_once_rtol"], atol=1e-4, equal_nan=True):
+            mismatched.append((sid, expected, got))
+    if mismatched:
+        sid, expected, got = mismatched[0]
+        fails.append(f"{_second_transform(expected, got, method)} ({len(mismatched)}/{len(samples_idx)} samples, e.g. {sid})")
+        bad_samples += [m[0] for m in mismatched]
+    hint = ""
+    if fails:
+        hint = "normalize in one place: the dataset's `normalize` setting; remove any z-score in the training loop; keep std_floor > 0"
+    elif warns:
+        hint = "look at the samples with the largest values (clean-features check) before raising the clip"
+    return Finding(
+        check=f"normalization[{method}]",
+        status=status_from(bool(fails), bool(warns)),
+        summary="; ".join(fails + warns) or f"{method}: finite, max |x| {max_abs:.2f}, applied exactly once, std floor {norm.std_floor:g}",
+        hint=hint,
+        values=values,
+        samples=list(dict.fromkeys(bad_samples)),
+        features=list(dict.fromkeys(bad_features)),
+        modality=Counter(f.split("/")[0] if f.startswith("temporal") else f.split("[")[0] for f in bad_features).most_common(1)[0][0] if bad_features else "",
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _constant_in_raw(dataset, samples_idx, columns) -> list[str]:
+    out = []
+    for idx in samples_idx:
+        feats, _ = model_features(dataset.corpus.load(dataset.records[idx]), dataset.impute_method)
+        std = feats[:, columns].std(axis=0)
+        out += [describe_column(c) for c, s in zip(columns, std) if s < 1e-6]
+        if out:
+            break
+    return out

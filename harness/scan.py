@@ -1,0 +1,114 @@
+"""One streaming pass over every file of a corpus: the measurements the data checks judge.
+
+Memory is bounded by one file at a time per worker plus O(columns) running statistics, so a
+corpus larger than memory scans fine. Files are memory-mapped.
+"""
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from data.corpus import Corpus, CorpusError, SampleRecord, load_features
+from data.dataset import model_features
+from data.layout import COORDS, FEATURE_DIM, LAYOUT, RAW_DIM
+from data.normalize import RunningStats
+
+BLOCKS = ("pose", "left_hand", "right_hand", "face")
+
+
+@dataclass
+class FileScan:
+    id: str
+    split: str
+    path: str
+    frames: int = 0
+    width: int = 0
+    dtype: str = ""
+    error: str = ""
+    n_inf: int = 0
+    partial_nan_landmarks: int = 0  # landmarks with some but not all of x/y/z NaN
+    missing: dict = field(default_factory=dict)  # block -> fraction of (frame, landmark) missing
+    zero_filled: dict = field(default_factory=dict)  # block -> fraction stored as exact (0,0,0)
+    pixel_fraction: float = 0.0  # share of present x/y beyond max_abs_coordinate
+    max_abs: float = 0.0
+    digest: str = ""
+    stats: tuple | None = None  # (n, mean, m2) of model features, train split only
+
+
+def scan_file(path, rec: SampleRecord, max_abs_coordinate: float, impute_method: str, with_stats: bool) -> FileScan:
+    s = FileScan(rec.id, rec.split, str(path))
+    try:
+        arr = load_features(path)
+    except CorpusError as exc:
+        s.error = str(exc)
+        return s
+    s.frames, s.width, s.dtype = int(arr.shape[0]), int(arr.shape[1]), str(arr.dtype)
+    data = np.asarray(arr, dtype=np.float32)
+    s.digest = hashlib.blake2b(np.ascontiguousarray(arr).tobytes(), digest_size=12).hexdigest()
+    s.n_inf = int(np.isinf(data).sum())
+    raw = data[:, :RAW_DIM].reshape(s.frames, -1, COORDS)
+    nan = np.isnan(raw)
+    n_nan = nan.sum(axis=2)
+    s.partial_nan_landmarks = int(((n_nan > 0) & (n_nan < COORDS)).sum())
+    if s.width == FEATURE_DIM:  # NaN in a given temporal block is never a 'missing landmark'
+        s.partial_nan_landmarks += int(np.isnan(data[:, RAW_DIM:]).any(axis=1).sum())
+    landmark_missing = n_nan == COORDS
+    landmark_zero = (raw == 0).all(axis=2)
+    for name, block, _ in LAYOUT.landmark_blocks:
+        lo, hi = block.start // COORDS, block.stop // COORDS
+        s.missing[name] = float(landmark_missing[:, lo:hi].mean())
+        s.zero_filled[name] = float(landmark_zero[:, lo:hi].mean())
+    xy = raw[:, :, :2]
+    present = np.isfinite(xy)
+    if present.any():
+        vals = np.abs(xy[present])
+        s.max_abs = float(vals.max())
+        s.pixel_fraction = float((vals > max_abs_coordinate).mean())
+    if with_stats and not s.n_inf:
+        feats, _ = model_features(arr, impute_method)
+        rs = RunningStats(FEATURE_DIM)
+        rs.update(feats)
+        s.stats = (rs.n, rs.mean, rs.m2)
+    return s
+
+
+def _scan_one(args):
+    return scan_file(*args)
+
+
+@dataclass
+class CorpusScan:
+    files: list  # FileScan, manifest order
+    train_stats: object | None  # data.normalize.FeatureStats over train frames (None if none usable)
+
+    def by_split(self, split: str) -> list:
+        return [f for f in self.files if f.split == split]
+
+
+def scan_corpus(corpus: Corpus, max_abs_coordinate: float = 4.0, impute_method: str = "ffill", workers: int = 0) -> CorpusScan:
+    """Scan every file (worker processes if workers > 1); merge train statistics as results stream in."""
+    jobs = [(corpus.file(r), r, max_abs_coordinate, impute_method, r.split == "train") for r in corpus.records]
+    running = RunningStats(FEATURE_DIM)
+    files = []
+
+    def absorb(s: FileScan):
+        if s.stats is not None:
+            n, mean, m2 = s.stats
+            other = RunningStats(FEATURE_DIM)
+            other.n, other.mean, other.m2 = n, mean, m2
+            running.merge(other)
+            s.stats = None  # keep memory O(files), not O(files x columns)
+        files.append(s)
+
+    if workers and workers > 1 and len(jobs) > 1:
+        with mp.get_context("spawn").Pool(workers) as pool:
+            for s in pool.imap(_scan_one, jobs, chunksize=max(1, len(jobs) // (workers * 8))):
+                absorb(s)
+    else:
+        for job in jobs:
+            absorb(_scan_one(job))
+    return CorpusScan(files, running.stats() if running.n else None)
+

@@ -1,0 +1,52 @@
+"""Every threshold the checks use, in one place, with why it has its value.
+
+Override any of them in the training configuration's `thresholds` table; the checks read
+`resolve(cfg.thresholds)`.
+"""
+from __future__ import annotations
+
+DEFAULTS = {
+    # MediaPipe x/y are normalised to the image (0..1). Pose points below the frame reach ~3
+    # (legs of an upper-body shot); values beyond this are pixel coordinates stored by mistake.
+    "max_abs_coordinate": 4.0,
+    # share of present x/y values beyond max_abs_coordinate that marks a file as pixel-valued
+    "pixel_fraction": 0.01,
+    # a train-split channel with std below this is "constant"; the normalization floor must cover it
+    "min_channel_std": 1e-4,
+    # model input: z-scores beyond this are not "normalized" any more; the clip default is 20
+    "max_abs_input": 50.0,
+    # share of model-input values sitting at the clip bound before the clip is hiding a problem
+    "max_clipped_fraction": 0.001,
+    # relative tolerance when comparing the model input with one application of the normalization
+    "normalize_once_rtol": 1e-4,
+    # |logsumexp(log_probs)| above this: the head does not output log-probabilities
+    "logprob_norm_tol": 1e-3,
+    # loss at init vs the CTC loss of a uniform prediction: allowed ratio band
+    "init_loss_ratio": (0.5, 2.0),
+    # gradient norms: any layer above max_layer_grad or below min_layer_grad (relative to the
+    # median layer) is exploding / vanishing
+    "max_global_grad_norm": 1e4,
+    "layer_grad_ratio": 1e4,
+    # padding leak tolerance (eval mode, alone vs in a padded batch)
+    "padding_atol": 1e-4,
+    # smoke run: steps, and the factor by which the last losses may exceed the first before
+    # it counts as diverging
+    "smoke_steps": 10,
+    "smoke_divergence": 1.5,
+    # overfit: optimisation steps allowed to reach 0% WER on the tiny subset
+    "overfit_steps": 300,
+    "overfit_samples": 4,
+    # length distribution: fewer frames than this is suspicious for a sentence
+    "min_frames": 4,
+    # share of a modality missing above which the check warns
+    "missing_warn_fraction": 0.5,
+}
+
+
+def resolve(overrides: dict | None = None) -> dict:
+    t = dict(DEFAULTS)
+    for k, v in (overrides or {}).items():
+        if k not in DEFAULTS:
+            raise ValueError(f"unknown harness threshold {k!r}; known: {sorted(DEFAULTS)}")
+        t[k] = type(DEFAULTS[k])(v) if not isinstance(DEFAULTS[k], tuple) else tuple(v)
+    return t

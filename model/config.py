@@ -1,0 +1,102 @@
+"""The one training configuration, read by train.py and by the harness alike.
+
+A configuration file is JSON or TOML with the field names of TrainConfig; command-line flags
+override the file. The harness gate checks exactly the configuration training will run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data.layout import MODALITIES, parse_modalities
+from data.normalize import CLIP, IMPUTATIONS, METHODS, STD_FLOOR
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str | None = None  # None: the embedded demo corpus (generated once into a cache)
+    output_dir: str = "runs/latest"
+    model: str = "i3d_teacher"
+    model_overrides: dict = field(default_factory=dict)  # I3DConfig fields, e.g. {"fusion_dim": 256}
+    # data pipeline: the dataset owns normalization, nothing else normalizes
+    normalize: str = "global"
+    impute: str = "ffill"
+    modalities: tuple = MODALITIES
+    std_floor: float = STD_FLOOR
+    clip: float = CLIP
+    # optimisation
+    batch_size: int = 8
+    epochs: int = 30
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 50
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    amp: bool = False
+    amp_dtype: str = "bfloat16"  # bfloat16 or float16 (float16 uses a GradScaler)
+    device: str = "auto"  # auto, cpu, cuda
+    seed: int = 0
+    num_workers: int = 0
+    nonfinite: str = "stop"  # stop or skip a batch with non-finite loss/gradients
+    # evaluation
+    beam_width: int = 5
+    phoenix_cleanup: bool | None = None  # None: on for corpora imported from PHOENIX
+    # harness thresholds overriding harness.thresholds.DEFAULTS, e.g. {"max_abs_input": 30}
+    thresholds: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.modalities = parse_modalities(self.modalities)
+        problems = []
+        if self.normalize not in METHODS:
+            problems.append(f"normalize={self.normalize!r} (use one of {METHODS})")
+        if self.impute not in IMPUTATIONS:
+            problems.append(f"impute={self.impute!r} (use one of {IMPUTATIONS})")
+        if self.batch_size < 1:
+            problems.append(f"batch_size={self.batch_size} (must be >= 1)")
+        if self.epochs < 0:
+            problems.append(f"epochs={self.epochs} (must be >= 0)")
+        if not self.lr >= 0:
+            problems.append(f"lr={self.lr} (must be >= 0)")
+        if self.amp_dtype not in ("bfloat16", "float16"):
+            problems.append(f"amp_dtype={self.amp_dtype!r} (bfloat16 or float16)")
+        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            problems.append(f"device={self.device!r} (auto, cpu or cuda)")
+        if self.nonfinite not in ("stop", "skip"):
+            problems.append(f"nonfinite={self.nonfinite!r} (stop or skip)")
+        if self.std_floor <= 0:
+            problems.append(f"std_floor={self.std_floor} (must be > 0)")
+        if problems:
+            raise ValueError("invalid training configuration: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["modalities"] = list(self.modalities)
+        return d
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def config_fields() -> set[str]:
+    return {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def load_config(path=None, **overrides) -> TrainConfig:
+    """TrainConfig from a JSON/TOML file (optional) with keyword overrides (None values ignored)."""
+    values = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"configuration file {path} not found")
+        text = path.read_text(encoding="utf-8")
+        try:
+            values = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        except (ValueError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"{path}: cannot parse configuration ({exc}); write JSON, or TOML with a .toml suffix") from None
+        unknown = set(values) - config_fields()
+        if unknown:
+            raise ValueError(f"{path}: unknown configuration field(s) {sorted(unknown)}; known: {sorted(config_fields())}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**values)
