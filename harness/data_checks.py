@@ -13,6 +13,7 @@ from data.corpus import manifest_problems
 from data.dataset import Vocabulary, collate, model_features
 from data.layout import FEATURE_DIM, RAW_DIM, describe_column, modality_of_column
 from data.normalize import Normalizer
+from model.ctc import min_ctc_length
 from harness.findings import FAIL, PASS, WARN, Finding, status_from
 from harness.scan import BLOCKS, CorpusScan
 
@@ -206,11 +207,6 @@ def check_labels(corpus_dir, records, vocab: Vocabulary, scan: CorpusScan | None
 # ----------------------------------------------------------------------------- 6. CTC feasibility
 
 
-def min_ctc_frames(ids) -> int:
-    """CTC needs one output frame per target plus a blank between adjacent repeats."""
-    return len(ids) + sum(1 for a, b in zip(ids, ids[1:]) if a == b)
-
-
 def check_ctc_feasibility(scan: CorpusScan, records, vocab: Vocabulary, output_lengths) -> Finding:
     """Each sample's output length (after the model's temporal stride) >= its CTC minimum.
 
@@ -228,7 +224,7 @@ def check_ctc_feasibility(scan: CorpusScan, records, vocab: Vocabulary, output_l
         out = []
     margins = []
     for r, o in zip(recs, out):
-        need = min_ctc_frames(vocab.encode(r.glosses, r.id, unknown="skip"))
+        need = min_ctc_length(vocab.encode(r.glosses, r.id, unknown="skip"))
         margins.append(o - need)
         if o < need:
             violators.append(r.id)

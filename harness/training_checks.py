@@ -1,0 +1,127 @@
+"""Checks that optimise: the smoke run (a few steps of the exact training configuration on
+the corpus's extreme samples) and the overfit run (a tiny subset to 0% WER)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from data.dataset import collate
+from harness.findings import FAIL, PASS, Finding, status_from
+from harness.model_checks import _table, curve_png, first_nonfinite_module
+from model import training
+from model.metrics import word_error_rate
+
+
+def extreme_indices(scan_files, records, k_random: int = 4, seed: int = 0) -> list[int]:
+    """Indices (into `records`) of the longest, shortest, most-missing and largest-valued
+    samples, then a few random ones: the batches a smoke run must survive."""
+    info = {f.id: f for f in scan_files if not f.error}
+    usable = [i for i, r in enumerate(records) if r.id in info]
+    if not usable:
+        return []
+    frames = [info[records[i].id].frames for i in usable]
+    missing = [np.mean(list(info[records[i].id].missing.values())) for i in usable]
+    largest = [info[records[i].id].max_abs for i in usable]
+    picks = [usable[int(np.argmax(frames))], usable[int(np.argmin(frames))], usable[int(np.argmax(missing))], usable[int(np.argmax(largest))]]
+    rng = np.random.default_rng(seed)
+    rest = [i for i in usable if i not in picks]
+    picks += [int(i) for i in rng.choice(rest, size=min(k_random, len(rest)), replace=False)] if rest else []
+    return list(dict.fromkeys(picks))
+
+
+def check_smoke(cfg, model, dataset, indices: list[int], device: torch.device, t: dict) -> Finding:
+    """`smoke_steps` optimisation steps with the training configuration's optimizer, schedule,
+    AMP and clipping: loss finite, gradients bounded, parameters changed, loss not diverging."""
+    start = time.perf_counter()
+    steps = int(t["smoke_steps"])
+    model = model.to(device)
+    optimizer = training.build_optimizer(cfg, model)
+    scheduler = training.build_scheduler(cfg, optimizer, total_steps=max(steps, cfg.epochs * max(1, len(dataset) // cfg.batch_size)))
+    scaler = training.make_scaler(device, cfg)
+    batches = [collate([dataset[i] for i in indices[j : j + cfg.batch_size]]) for j in range(0, len(indices), cfg.batch_size)]
+    before = [p.detach().clone() for p in model.parameters()]
+    losses, norms, fails, samples = [], [], [], []
+    for step in range(steps):
+        batch = batches[step % len(batches)]
+        res = training.train_step(model, batch, optimizer, scaler, cfg, device, scheduler)
+        if not res.finite:
+            b = batch.to(device)
+            first = first_nonfinite_module(model, b.features, b.lengths)
+            where = f"; first non-finite module '{first[0]}' ({first[1]})" if first else ""
+            what = "loss" if not np.isfinite(res.loss) else "gradients"
+            fails.append(f"step {step + 1}: non-finite {what} for samples {res.nonfinite_ids}{where}")
+            samples = res.nonfinite_ids
+            break
+        losses.append(res.loss)
+        norms.append(res.grad_norm)
+    changed = max(float((p.detach() - b).abs().max()) for p, b in zip(model.parameters(), before))
+    if not fails:
+        if changed == 0.0:
+            fails.append("parameters did not change in any step: the model is frozen (learning rate 0, or the optimizer holds no parameters)")
+        if max(norms) > t["max_global_grad_norm"]:
+            fails.append(f"gradient norm reached {max(norms):.3g} > {t['max_global_grad_norm']:g}")
+        k = max(1, min(3, len(losses) // 3))
+        first, last = float(np.mean(losses[:k])), float(np.mean(losses[-k:]))
+        if last > t["smoke_divergence"] * first:
+            fails.append(f"loss diverges: {first:.3f} -> {last:.3f} in {steps} steps (learning rate {cfg.lr:g} too high?)")
+    return Finding(
+        check="smoke",
+        status=status_from(bool(fails)),
+        summary="; ".join(fails) or f"{steps} steps on extreme samples: loss {losses[0]:.3f} -> {losses[-1]:.3f}, max grad norm {max(norms):.3g}",
+        hint="replay these samples (the forward/gradient checks name modules); lower the learning rate; keep clipping on" if fails else "",
+        values={"key": f"loss {losses[0]:.2f}->{losses[-1]:.2f}" if losses else "non-finite", "losses": losses, "grad_norms": norms, "max_param_change": changed},
+        samples=samples or [dataset.records[i].id for i in indices],
+        plots={"Smoke run loss": curve_png({"loss": losses, "grad norm": norms}, "step", "value")} if losses else {},
+        seconds=time.perf_counter() - start,
+    )
+
+
+def check_overfit(cfg, model, dataset, indices: list[int], device: torch.device, t: dict, eval_every: int = 10) -> Finding:
+    """Train on a fixed tiny subset until greedy decoding reaches 0% WER within `overfit_steps`."""
+    start = time.perf_counter()
+    model = model.to(device)
+    optimizer = training.build_optimizer(cfg, model)
+    scaler = training.make_scaler(device, cfg)
+    batch = collate([dataset[i] for i in indices])
+    refs = [list(g) for g in batch.glosses]
+    losses, wers, reached = [], [], None
+    for step in range(1, int(t["overfit_steps"]) + 1):
+        res = training.train_step(model, batch, optimizer, scaler, cfg, device)
+        losses.append(res.loss)
+        if not res.finite:
+            break
+        if step % eval_every == 0:
+            model.eval()
+            b = batch.to(device)
+            with torch.no_grad(), training.autocast_context(device, cfg):
+                log_probs, out_lengths = model(b.features, b.lengths)
+            hyps = [dataset.vocab.decode(h.tokens) for h in training.decode(log_probs.float().cpu(), out_lengths.cpu(), 1)]
+            wers.append(word_error_rate(refs, hyps).wer)
+            if wers[-1] == 0.0:
+                reached = step
+                break
+    fails = []
+    if reached is None:
+        finite = [x for x in losses if np.isfinite(x)]
+        if len(finite) < len(losses):
+            fails.append(f"loss became non-finite at step {len(losses)}")
+        elif finite and finite[-1] < 0.5 * finite[0] and wers and min(wers) >= 0.9:
+            fails.append(
+                f"loss fell {finite[0]:.2f} -> {finite[-1]:.2f} but WER stayed {min(wers):.0%}: "
+                "the decoder does not read the output the way the loss does (blank index or vocabulary mismatch)"
+            )
+        else:
+            fails.append(f"did not reach 0% WER in {t['overfit_steps']} steps (best {min(wers) if wers else 1:.0%}, loss {losses[0]:.2f} -> {losses[-1]:.2f})")
+    return Finding(
+        check="overfit",
+        status=status_from(bool(fails)),
+        summary="; ".join(fails) or f"0% WER on {len(indices)} samples after {reached} steps ({time.perf_counter() - start:.1f} s)",
+        hint="a model that cannot overfit 4 samples will not learn the corpus: check labels, decoder, learning rate" if fails else "",
+        values={"key": f"{reached} steps" if reached else "not reached", "steps": reached, "seconds": time.perf_counter() - start, "losses": losses, "wers": wers},
+        samples=[dataset.records[i].id for i in indices],
+        tables={"Overfit WER every %d steps" % eval_every: _table(["step", "WER"], [[(i + 1) * eval_every, f"{w:.2f}"] for i, w in enumerate(wers)])},
+        plots={"Overfit loss": curve_png({"loss": [x if np.isfinite(x) else np.nan for x in losses]}, "step", "CTC loss")},
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,266 @@
+"""I3D-style teacher for continuous sign language recognition on per-frame landmark features.
+
+Inflated 3-D inception (I3D) ideas carried over to 1-D over time:
+
+    x [B, T, F] -> modality fusion (per modality LayerNorm + Linear, concat, Linear)  [B, T, 512]
+      -> stem Conv1d k5 s2                                                            [B, 512, T/2]
+      -> inception stage 1 (stride 1 blocks)                                          [B, 512, T/2]
+      -> inception stage 2 (first block stride 2)                                     [B, 512, T/4]
+      -> BiLSTM (256 per direction, packed)                                           [B, T/4, 512]
+      -> Linear classifier, log_softmax                                               [B, T/4, V]
+
+Padding never leaks into valid frames: padded frames are zeroed at the input and after every
+layer (the mask is recomputed from lengths after each stride), max pooling sees -inf there,
+normalisation is per frame (LayerNorm over channels, never BatchNorm over time), and the LSTM
+runs on packed sequences. Convolutions use "same" padding with odd kernels, so every strided
+layer maps a length L to floor((L + 2p - k) / s) + 1 = ceil(L / s).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from data.layout import MODALITIES, input_dim, modality_widths, parse_modalities
+
+# Total temporal downsampling: stem conv (stride 2) x first block of inception stage 2 (stride 2).
+# output_lengths(L) == ceil(ceil(L / 2) / 2) == ceil(L / 4).
+TEMPORAL_STRIDE = 4
+
+
+@dataclass
+class I3DConfig:
+    """Constructor arguments of I3DTeacher; dataclasses.asdict() of it is a checkpoint's model_args."""
+
+    vocab_size: int = 1296  # 1295 PHOENIX-2014 glosses + CTC blank (id 0)
+    modalities: tuple = MODALITIES
+    modality_dim: int = 128  # per-modality projection width, the same for every modality
+    fusion_dim: int = 512
+    conv_dim: int = 512  # channels of the stem and of every inception block
+    stage_blocks: tuple = (3, 4)  # inception blocks at T/2 and at T/4 (I3D has 2 + 5 + 2 "Mixed" blocks)
+    lstm_hidden: int = 256  # per direction
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        # JSON round trips turn tuples into lists; normalise so asdict() is stable.
+        self.modalities = parse_modalities(self.modalities)
+        self.stage_blocks = tuple(int(n) for n in self.stage_blocks)
+        problems = []
+        if self.vocab_size < 2:
+            problems.append(f"vocab_size={self.vocab_size} (needs the blank plus at least one gloss)")
+        for name in ("modality_dim", "fusion_dim", "lstm_hidden"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}={getattr(self, name)} (must be >= 1)")
+        if self.conv_dim < 16 or self.conv_dim % 16:
+            problems.append(f"conv_dim={self.conv_dim} (must be a positive multiple of 16: inception branches split it)")
+        if len(self.stage_blocks) != 2 or self.stage_blocks[0] < 0 or self.stage_blocks[1] < 1:
+            problems.append(f"stage_blocks={self.stage_blocks} (two counts, the second >= 1: it holds the stride-2 block)")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"dropout={self.dropout} (must be in [0, 1))")
+        if problems:
+            raise ValueError("invalid I3DConfig: " + "; ".join(problems))
+
+
+def conv_output_lengths(lengths: torch.Tensor, kernel: int, stride: int, padding: int) -> torch.Tensor:
+    """floor((L + 2p - k) / s) + 1, elementwise on a LongTensor of lengths."""
+    return torch.div(lengths + 2 * padding - kernel, stride, rounding_mode="floor") + 1
+
+
+def length_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """[B] lengths -> [B, 1, steps] bool, True on valid frames (channels-first layout)."""
+    return (torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None])[:, None, :]
+
+
+class ConvNormAct1d(nn.Module):
+    """Conv1d ("same" padding) -> per-frame LayerNorm over channels -> GELU -> zero padded frames.
+
+    forward(x [B, C_in, T], lengths [B]) -> (y [B, C_out, T'], out_lengths [B]).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1, act_layer=nn.GELU):
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size={kernel_size}: only odd kernels keep 'same' length arithmetic")
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, kernel_size // 2
+        # no conv bias: the LayerNorm shift right after it makes one redundant
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride, self.padding, bias=False)
+        self.norm = nn.LayerNorm(out_channels)
+        self.act = act_layer()
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return conv_output_lengths(lengths, self.kernel_size, self.stride, self.padding)
+
+    def forward(self, x, lengths):
+        y = self.conv(x)  # (B, C_out, T')
+        y = self.act(self.norm(y.transpose(1, 2))).transpose(1, 2)
+        out_lengths = self.output_lengths(lengths)
+        return y.masked_fill(~length_mask(out_lengths, y.shape[-1]), 0.0), out_lengths
+
+
+def masked_max_pool1d(x, lengths, kernel_size: int = 3, stride: int = 1):
+    """Max pool over time that never sees padded frames: [B, C, T] -> ([B, C, T'], out_lengths)."""
+    padding = kernel_size // 2
+    x = x.masked_fill(~length_mask(lengths, x.shape[-1]), float("-inf"))
+    y = F.max_pool1d(x, kernel_size, stride, padding)
+    out_lengths = conv_output_lengths(lengths, kernel_size, stride, padding)
+    # every valid output window is centred on a valid frame, so only padded outputs are -inf
+    return y.masked_fill(~length_mask(out_lengths, y.shape[-1]), 0.0), out_lengths
+
+
+class InceptionBlock1d(nn.Module):
+    """Four parallel branches over time, concatenated on channels (I3D "Mixed" block in 1-D).
+
+    1x1 | 1x1 -> k3 | 1x1 -> k5 | max-pool k3 -> 1x1, widths c/4, c/2, c/8, c/8 of out_channels.
+    With stride > 1 the k1/k3/k5 convs and the pool carry the stride; all give ceil(T / stride).
+    forward(x [B, C_in, T], lengths [B]) -> (y [B, out_channels, T'], out_lengths [B]).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, conv_block=ConvNormAct1d):
+        super().__init__()
+        c = out_channels
+        self.stride = stride
+        self.branch1 = conv_block(in_channels, c // 4, 1, stride)
+        self.branch3_reduce = conv_block(in_channels, 3 * c // 8, 1)
+        self.branch3 = conv_block(3 * c // 8, c // 2, 3, stride)
+        self.branch5_reduce = conv_block(in_channels, c // 16, 1)
+        self.branch5 = conv_block(c // 16, c // 8, 5, stride)
+        self.pool_proj = conv_block(in_channels, c - c // 4 - c // 2 - c // 8, 1)
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return self.branch1.output_lengths(lengths)
+
+    def forward(self, x, lengths):
+        y1, out_lengths = self.branch1(x, lengths)
+        y3, _ = self.branch3(*self.branch3_reduce(x, lengths))
+        y5, _ = self.branch5(*self.branch5_reduce(x, lengths))
+        pooled, pool_lengths = masked_max_pool1d(x, lengths, 3, self.stride)
+        yp, _ = self.pool_proj(pooled, pool_lengths)
+        return torch.cat([y1, y3, y5, yp], dim=1), out_lengths  # (B, out_channels, T')
+
+
+class ModalityFusion(nn.Module):
+    """Per-modality LayerNorm + Linear to the same width, concatenated and mixed to fusion_dim.
+
+    Equal per-modality widths keep the face block (86% of the raw landmark values) from swamping
+    the hands. forward(x [B, T, F]) -> [B, T, fusion_dim]; every op is per frame.
+    """
+
+    def __init__(self, modalities, modality_dim: int, fusion_dim: int, dropout: float):
+        super().__init__()
+        widths = modality_widths(modalities)
+        self.slices, start = {}, 0
+        for name, width in widths.items():  # layout order: the dataset slices columns the same way
+            self.slices[name] = slice(start, start + width)
+            start += width
+        self.proj = nn.ModuleDict({
+            name: nn.Sequential(nn.LayerNorm(width), nn.Linear(width, modality_dim)) for name, width in widths.items()
+        })
+        self.mix = nn.Sequential(
+            nn.GELU(), nn.Linear(len(widths) * modality_dim, fusion_dim), nn.LayerNorm(fusion_dim), nn.GELU(), nn.Dropout(dropout)
+        )
+
+    def forward(self, x):
+        parts = [self.proj[name](x[..., sl]) for name, sl in self.slices.items()]  # each (B, T, modality_dim)
+        return self.mix(torch.cat(parts, dim=-1))  # (B, T, fusion_dim)
+
+
+class I3DTeacher(nn.Module):
+    """forward(x [B, T, F] float, lengths [B] long) -> (log_probs [B, T', V] float, out_lengths [B] long).
+
+    F = data.layout.input_dim(config.modalities); T' = output_lengths(T) = ceil(T / TEMPORAL_STRIDE).
+    log_probs are a log_softmax over V = config.vocab_size (blank = 0). Frames of a sample at or
+    beyond its out_length are padding: their values are meaningless and must be ignored.
+    """
+
+    config_class = I3DConfig
+
+    def __init__(self, config: I3DConfig | None = None):
+        super().__init__()
+        self.config = config = config or I3DConfig()
+        self.input_dim = input_dim(config.modalities)
+        self.fusion = ModalityFusion(config.modalities, config.modality_dim, config.fusion_dim, config.dropout)
+        conv_block = partial(ConvNormAct1d, act_layer=nn.GELU)
+        self.stem = conv_block(config.fusion_dim, config.conv_dim, 5, 2)
+        blocks = [InceptionBlock1d(config.conv_dim, config.conv_dim, 1, conv_block) for _ in range(config.stage_blocks[0])]
+        blocks += [
+            InceptionBlock1d(config.conv_dim, config.conv_dim, 2 if i == 0 else 1, conv_block) for i in range(config.stage_blocks[1])
+        ]
+        self.blocks = nn.ModuleList(blocks)
+        self.lstm = nn.LSTM(config.conv_dim, config.lstm_hidden, batch_first=True, bidirectional=True)
+        self.head_dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(2 * config.lstm_hidden, config.vocab_size)
+        # near-uniform predictions at init: the initial CTC loss is then close to the uniform
+        # baseline (model.ctc.uniform_ctc_loss), which the harness checks
+        nn.init.normal_(self.classifier.weight, std=0.01)
+        nn.init.zeros_(self.classifier.bias)
+
+    @property
+    def feature_dim(self) -> int:
+        return 2 * self.config.lstm_hidden
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Exact frame count after the strided layers: [B] long -> [B] long (ceil(L / TEMPORAL_STRIDE))."""
+        lengths = torch.as_tensor(lengths, dtype=torch.long)
+        for layer in [self.stem, *self.blocks]:
+            lengths = layer.output_lengths(lengths)
+        return lengths
+
+    def _check_inputs(self, x, lengths):
+        if not torch.is_tensor(x) or x.ndim != 3 or not x.is_floating_point():
+            got = f"{tuple(x.shape)} {x.dtype}" if torch.is_tensor(x) else type(x).__name__
+            raise ValueError(f"I3DTeacher expects features [B, T, F] floating point, got {got}")
+        if x.shape[-1] != self.input_dim:
+            raise ValueError(
+                f"I3DTeacher built for modalities {self.config.modalities} expects F={self.input_dim} features per frame, "
+                f"got {x.shape[-1]}; select the same modalities in the dataset and the model"
+            )
+        if not torch.is_tensor(lengths) or lengths.shape != (x.shape[0],) or lengths.is_floating_point():
+            got = f"{tuple(lengths.shape)} {lengths.dtype}" if torch.is_tensor(lengths) else type(lengths).__name__
+            raise ValueError(f"lengths must be an integer tensor [B] with B={x.shape[0]}, got {got}")
+        if x.shape[0] and (int(lengths.min()) < 1 or int(lengths.max()) > x.shape[1]):
+            raise ValueError(f"lengths must lie in 1..T={x.shape[1]}, got min {int(lengths.min())} max {int(lengths.max())}")
+
+    def forward_features(self, x, lengths):
+        """(x [B, T, F], lengths [B]) -> (feats [B, T', 2 * lstm_hidden], out_lengths [B]); padded frames are 0."""
+        self._check_inputs(x, lengths)
+        lengths = lengths.long()
+        # masking at entry: padded frames contribute nothing and receive exactly zero gradient
+        x = x.masked_fill(~length_mask(lengths, x.shape[1]).transpose(1, 2), 0.0)
+        h = self.fusion(x)  # (B, T, fusion_dim)
+        h = h.masked_fill(~length_mask(lengths, h.shape[1]).transpose(1, 2), 0.0).transpose(1, 2)  # (B, fusion_dim, T)
+        h, lengths = self.stem(h, lengths)  # (B, conv_dim, T/2)
+        for block in self.blocks:
+            h, lengths = block(h, lengths)  # (B, conv_dim, T/4) after the strided block
+        h = h.transpose(1, 2)  # (B, T', conv_dim)
+        packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        feats, _ = pad_packed_sequence(out, batch_first=True, total_length=h.shape[1])  # (B, T', 2 * hidden)
+        return feats, lengths
+
+    def forward_head(self, feats):
+        """feats [B, T', 2 * lstm_hidden] -> logits [B, T', vocab_size] (before log_softmax)."""
+        return self.classifier(self.head_dropout(feats))
+
+    def forward(self, x, lengths):
+        feats, out_lengths = self.forward_features(x, lengths)
+        return F.log_softmax(self.forward_head(feats), dim=-1), out_lengths
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def model_size_mb(model: nn.Module) -> float:
+    """Size of parameters and buffers in MiB (what a float32 state_dict takes on disk, roughly)."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors) / 2**20
+
+
+def expected_output_length(length: int) -> int:
+    """The closed form of I3DTeacher.output_lengths for the default stride layout."""
+    return math.ceil(length / TEMPORAL_STRIDE)

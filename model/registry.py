@@ -1,0 +1,65 @@
+"""Model registry: build models by name with config overrides, and rebuild them from checkpoints.
+
+    model = create_model("i3d_teacher", vocab_size=100, modalities=("hands",))
+    model = model_from_checkpoint_args(ckpt["model"], ckpt["model_args"])  # model_args = asdict(config)
+
+A registered model class has a `config_class` attribute (a dataclass) and takes one instance of it.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from torch import nn
+
+from model.i3d import I3DTeacher
+
+_MODELS: dict[str, type] = {}
+
+
+def register_model(name: str):
+    """Class decorator: make `name` buildable by create_model. The class needs a `config_class`."""
+
+    def decorator(cls):
+        if name in _MODELS and _MODELS[name] is not cls:
+            raise ValueError(f"model name {name!r} is already registered to {_MODELS[name].__qualname__}")
+        if not dataclasses.is_dataclass(getattr(cls, "config_class", None)):
+            raise TypeError(f"{cls.__qualname__} needs a dataclass `config_class` attribute to be registered")
+        _MODELS[name] = cls
+        return cls
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def _model_class(name: str) -> type:
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; registered models: {list_models()}")
+    return _MODELS[name]
+
+
+def build_config(name: str, **overrides):
+    """The registered model's config with `overrides` applied; unknown fields raise TypeError."""
+    config_class = _model_class(name).config_class
+    valid = [f.name for f in dataclasses.fields(config_class)]
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise TypeError(f"{name}: unknown configuration field(s) {unknown}; valid {config_class.__name__} fields: {valid}")
+    return config_class(**overrides)
+
+
+def create_model(name: str = "i3d_teacher", **overrides) -> nn.Module:
+    """Build a registered model; keyword overrides are fields of its config (e.g. I3DConfig)."""
+    return _model_class(name)(build_config(name, **overrides))
+
+
+def model_from_checkpoint_args(name: str, model_args: dict) -> nn.Module:
+    """Rebuild a model from a checkpoint's model_args (dataclasses.asdict of its config, possibly JSON round-tripped)."""
+    if not isinstance(model_args, dict):
+        raise TypeError(f"model_args must be a dict (asdict of the model config), got {type(model_args).__name__}")
+    return create_model(name, **model_args)
+
+
+register_model("i3d_teacher")(I3DTeacher)

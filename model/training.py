@@ -1,0 +1,235 @@
+"""Training building blocks shared by train.py and the harness smoke/overfit checks.
+
+Everything a training step does lives here once: building datasets, model, optimizer and
+scheduler from a TrainConfig, the autocast context, one optimisation step, evaluation.
+The harness runs these same functions, so what it checks is what training runs.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from data.corpus import Corpus
+from data.dataset import Batch, MediaPipeFeatureDataset, Vocabulary, collate, compute_train_stats
+from data.normalize import FeatureStats
+from model.config import TrainConfig
+from model.ctc import ctc_loss_per_sample
+from model.decode import beam_search, greedy_decode
+from model.metrics import word_error_rate
+from model.registry import create_model
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available on this machine; use --device cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def corpus_dir(cfg: TrainConfig):
+    if cfg.data_dir is not None:
+        return cfg.data_dir
+    from data.synthetic import demo_corpus
+
+    return demo_corpus()
+
+
+@dataclass
+class DataBundle:
+    corpus: Corpus
+    vocab: Vocabulary
+    stats: FeatureStats | None
+    splits: dict  # split name -> MediaPipeFeatureDataset (only splits that have samples)
+    corpus_kind: str = ""  # "dataset" of corpus.json (e.g. phoenix2014, phoenix2014T), written by importers
+
+
+def build_data(cfg: TrainConfig, vocab: Vocabulary | None = None, stats: FeatureStats | None = None) -> DataBundle:
+    """Datasets of every split with one vocabulary and (for global) one set of train statistics."""
+    corpus = Corpus(corpus_dir(cfg))
+    vocab = vocab or Vocabulary.from_records(corpus.records)
+    if cfg.normalize == "global" and stats is None:
+        stats = compute_train_stats(corpus, cfg.impute)
+    splits = {}
+    for split in ("train", "dev", "test"):
+        if corpus.split(split):
+            splits[split] = MediaPipeFeatureDataset(
+                corpus.dir, split, vocab=vocab, normalization=cfg.normalize, modalities=cfg.modalities,
+                impute_method=cfg.impute, stats=stats, std_floor=cfg.std_floor, clip=cfg.clip, corpus=corpus,
+            )
+    kind = ""
+    if (corpus.dir / "corpus.json").is_file():
+        kind = str(json.loads((corpus.dir / "corpus.json").read_text(encoding="utf-8")).get("dataset", ""))
+    return DataBundle(corpus, vocab, stats, splits, kind)
+
+
+def build_model(cfg: TrainConfig, vocab_size: int) -> torch.nn.Module:
+    overrides = {**cfg.model_overrides, "vocab_size": vocab_size, "modalities": tuple(cfg.modalities)}
+    return create_model(cfg.model, **overrides)
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def build_scheduler(cfg: TrainConfig, optimizer, total_steps: int):
+    """Linear warm-up, then cosine decay to 10% of the peak learning rate."""
+    warmup = max(0, min(cfg.warmup_steps, total_steps // 4))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def autocast_context(device: torch.device, cfg: TrainConfig):
+    """One autocast path for CPU/bf16/fp16 (nanoGPT style)."""
+    if not cfg.amp:
+        return nullcontext()
+    dtype = torch.bfloat16 if cfg.amp_dtype == "bfloat16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_scaler(device: torch.device, cfg: TrainConfig):
+    return torch.amp.GradScaler(device.type, enabled=cfg.amp and cfg.amp_dtype == "float16")
+
+
+def to_model_input(batch: Batch, device: torch.device) -> Batch:
+    """Loader batch -> device. Deliberately no normalization here: the dataset owns it."""
+    return batch.to(device)
+
+
+@dataclass
+class StepResult:
+    loss: float  # mean per-sample loss (normalised by target length), nan if non-finite
+    grad_norm: float  # global grad norm before clipping
+    per_sample: torch.Tensor  # [B] losses (detached, float32)
+    finite: bool
+    nonfinite_ids: list  # samples whose loss was not finite
+    skipped: bool
+
+
+def compute_loss(model, batch: Batch, device: torch.device, cfg: TrainConfig):
+    """Forward + CTC: (mean loss, per-sample losses [B], out_lengths)."""
+    with autocast_context(device, cfg):
+        log_probs, out_lengths = model(batch.features, batch.lengths)
+    per_sample = ctc_loss_per_sample(log_probs, out_lengths, batch.targets, batch.target_lengths)
+    return per_sample.mean(), per_sample, out_lengths
+
+
+def train_step(model, batch: Batch, optimizer, scaler, cfg: TrainConfig, device: torch.device, scheduler=None) -> StepResult:
+    """One optimisation step. Non-finite loss or gradients: no update (the caller stops or skips)."""
+    model.train()
+    batch = to_model_input(batch, device)
+    optimizer.zero_grad(set_to_none=True)
+    loss, per_sample, _ = compute_loss(model, batch, device, cfg)
+    bad = [batch.ids[i] for i in torch.nonzero(~torch.isfinite(per_sample.detach())).flatten().tolist()]
+    if bad:
+        return StepResult(float("nan"), float("nan"), per_sample.detach().float().cpu(), False, bad, True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    params = [p for p in model.parameters() if p.grad is not None]
+    max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm)) if params else 0.0
+    if not math.isfinite(grad_norm):
+        optimizer.zero_grad(set_to_none=True)
+        scaler.update()
+        return StepResult(float(loss), grad_norm, per_sample.detach().float().cpu(), False, list(batch.ids), True)
+    scaler.step(optimizer)
+    scaler.update()
+    if scheduler is not None:
+        scheduler.step()
+    return StepResult(float(loss), grad_norm, per_sample.detach().float().cpu(), True, [], False)
+
+
+def decode(log_probs, out_lengths, beam_width: int = 1):
+    """The decoder training evaluates with: greedy for beam_width 1, else CTC prefix beam search."""
+    if beam_width <= 1:
+        return greedy_decode(log_probs, out_lengths)
+    return beam_search(log_probs, out_lengths, beam_width=beam_width)
+
+
+@dataclass
+class EvalResult:
+    wer: object  # model.metrics.WERResult
+    hypotheses: dict  # id -> list of glosses
+    frames: int
+
+
+@torch.no_grad()
+def evaluate(model, loader, vocab: Vocabulary, device: torch.device, cfg: TrainConfig, beam_width: int = 1, phoenix_cleanup: bool = False) -> EvalResult:
+    """Decode every batch (greedy for beam_width 1, else prefix beam search) and score WER."""
+    model.eval()
+    refs, hyps, hyp_by_id, frames = [], [], {}, 0
+    for batch in loader:
+        batch = to_model_input(batch, device)
+        with autocast_context(device, cfg):
+            log_probs, out_lengths = model(batch.features, batch.lengths)
+        log_probs = log_probs.float().cpu()
+        out_lengths = out_lengths.cpu()
+        decoded = decode(log_probs, out_lengths, beam_width)
+        for sid, ref, hyp in zip(batch.ids, batch.glosses, decoded):
+            words = vocab.decode(hyp.tokens)
+            hyp_by_id[sid] = words
+            refs.append(list(ref))
+            hyps.append(words)
+        frames += int(batch.lengths.sum())
+    return EvalResult(word_error_rate(refs, hyps, phoenix_cleanup=phoenix_cleanup), hyp_by_id, frames)
+
+
+def make_loader(dataset, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0, sampler=None):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False, sampler=sampler,
+        collate_fn=collate, num_workers=num_workers, generator=generator, persistent_workers=num_workers > 0,
+    )
+
+
+class ShardedSampler(torch.utils.data.Sampler):
+    """Each rank takes every world_size-th index of one seeded permutation.
+
+    Unlike DistributedSampler it never pads with repeated samples, so every sample is seen
+    exactly once per epoch across ranks; ranks may get one batch fewer (train.py joins them).
+    """
+
+    def __init__(self, n: int, rank: int, world_size: int, seed: int = 0, shuffle: bool = True):
+        self.n, self.rank, self.world, self.seed, self.shuffle, self.epoch = n, rank, world_size, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist()
+        else:
+            order = list(range(self.n))
+        return iter(order[self.rank :: self.world])
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.world))
+
+
+def distributed_env() -> tuple[int, int, int]:
+    """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) otherwise."""
+    if "RANK" not in os.environ:
+        return 0, 0, 1
+    return int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ["WORLD_SIZE"])
