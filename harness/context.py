@@ -64,6 +64,12 @@ class HarnessContext:
 
         return extreme_indices(self.scan.files, self.dataset(method).records, k_random=k_random, seed=self.cfg.seed)
 
+    def overfit_indices(self) -> list[int]:
+        """The fixed tiny subset the overfit check trains on: the shortest train samples (fast)."""
+        ds = self.dataset()
+        lengths = ds.lengths()
+        return sorted(range(len(ds)), key=lambda i: (lengths[i], ds.records[i].id))[: self.thresholds["overfit_samples"]]
+
     def probe_batch(self, method: str | None = None, n: int = 4):
         from data.dataset import collate
 

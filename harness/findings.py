@@ -14,12 +14,12 @@ class Finding:
     status: str  # pass / warn / fail
     summary: str  # one line: what was found (the cause, when it failed)
     hint: str = ""  # one line: what to do
-    values: dict = field(default_factory=dict)  # measured figures, JSON-serialisable
+    values: dict = field(default_factory=dict, repr=False)  # measured figures, JSON-serialisable
     samples: list = field(default_factory=list)  # offending sample ids
     modality: str = ""  # offending modality, if one
     features: list = field(default_factory=list)  # offending feature names (data.layout.describe_column)
-    tables: dict = field(default_factory=dict)  # title -> {"columns": [...], "rows": [[...], ...]}
-    plots: dict = field(default_factory=dict)  # title -> PNG bytes (report only, not JSON)
+    tables: dict = field(default_factory=dict, repr=False)  # title -> {"columns": [...], "rows": [[...], ...]}
+    plots: dict = field(default_factory=dict, repr=False)  # title -> PNG bytes (report only, not JSON)
     seconds: float = 0.0
 
     @property

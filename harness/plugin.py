@@ -39,6 +39,7 @@ def pytest_addoption(parser):
         "--configured-only", action="store_true", default=False,
         help="check only the configured normalization method (the train.py gate uses this)",
     )
+    group.addoption("--replay", default=None, help="nonfinite_batch.pt saved by train.py: replay it as a failing check")
     group.addoption("--scan-workers", type=int, default=0, help="worker processes for the streaming corpus scan")
 
 
@@ -47,6 +48,12 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{name}: {text}")
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(FindingsReporter(config), "cslr-findings-reporter")
+    else:
+        # xdist workers share the cores: one torch thread each avoids oversubscription, which
+        # slows CPU training steps ~10x on a 2-core machine
+        import torch
+
+        torch.set_num_threads(1)
     if config.getoption("--gpu"):
         import torch
 

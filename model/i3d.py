@@ -117,6 +117,7 @@ class InceptionBlock1d(nn.Module):
 
     1x1 | 1x1 -> k3 | 1x1 -> k5 | max-pool k3 -> 1x1, widths c/4, c/2, c/8, c/8 of out_channels.
     With stride > 1 the k1/k3/k5 convs and the pool carry the stride; all give ceil(T / stride).
+    A block with stride 1 and equal widths adds its input back (residual); padded frames stay 0.
     forward(x [B, C_in, T], lengths [B]) -> (y [B, out_channels, T'], out_lengths [B]).
     """
 
@@ -124,6 +125,7 @@ class InceptionBlock1d(nn.Module):
         super().__init__()
         c = out_channels
         self.stride = stride
+        self.residual = stride == 1 and in_channels == out_channels
         self.branch1 = conv_block(in_channels, c // 4, 1, stride)
         self.branch3_reduce = conv_block(in_channels, 3 * c // 8, 1)
         self.branch3 = conv_block(3 * c // 8, c // 2, 3, stride)
@@ -140,7 +142,10 @@ class InceptionBlock1d(nn.Module):
         y5, _ = self.branch5(*self.branch5_reduce(x, lengths))
         pooled, pool_lengths = masked_max_pool1d(x, lengths, 3, self.stride)
         yp, _ = self.pool_proj(pooled, pool_lengths)
-        return torch.cat([y1, y3, y5, yp], dim=1), out_lengths  # (B, out_channels, T')
+        y = torch.cat([y1, y3, y5, yp], dim=1)  # (B, out_channels, T')
+        if self.residual:  # identity shortcut: a deep stack of plain blocks trains far slower
+            y = y + x
+        return y, out_lengths
 
 
 class ModalityFusion(nn.Module):

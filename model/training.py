@@ -153,12 +153,12 @@ def train_step(model, batch: Batch, optimizer, scaler, cfg: TrainConfig, device:
     if not math.isfinite(grad_norm):
         optimizer.zero_grad(set_to_none=True)
         scaler.update()
-        return StepResult(float(loss), grad_norm, per_sample.detach().float().cpu(), False, list(batch.ids), True)
+        return StepResult(float(loss.detach()), grad_norm, per_sample.detach().float().cpu(), False, list(batch.ids), True)
     scaler.step(optimizer)
     scaler.update()
     if scheduler is not None:
         scheduler.step()
-    return StepResult(float(loss), grad_norm, per_sample.detach().float().cpu(), True, [], False)
+    return StepResult(float(loss.detach()), grad_norm, per_sample.detach().float().cpu(), True, [], False)
 
 
 def decode(log_probs, out_lengths, beam_width: int = 1):

@@ -72,6 +72,5 @@ def test_smoke(harness, record_finding):
 @pytest.mark.overfit
 @pytest.mark.slow
 def test_overfit(harness, record_finding):
-    n = harness.thresholds["overfit_samples"]
-    finding = check_overfit(harness.cfg, harness.model(), harness.dataset(), list(range(n)), harness.device, harness.thresholds)
+    finding = check_overfit(harness.cfg, harness.model(), harness.dataset(), harness.overfit_indices(), harness.device, harness.thresholds)
     _assert_ok(record_finding(finding))

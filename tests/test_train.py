@@ -1,0 +1,149 @@
+"""train.py end to end on small corpora: the gate refuses broken data, the incident report's
+command runs on an extracted corpus, resume after kill -9, non-finite replay."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data.corpus import Corpus, SampleRecord, atomic_save_npy, read_manifest, write_manifest
+from data.synthetic import generate_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+VIDEOS = REPO.parent / "shared" / "data" / "videos"
+SMALL_MODEL = {"modality_dim": 16, "fusion_dim": 32, "conv_dim": 32, "lstm_hidden": 16, "stage_blocks": [1, 1]}
+
+
+def run_train(*args, timeout=600, env=None):
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *map(str, args)],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    return generate_corpus(tmp_path_factory.mktemp("demo") / "corpus", seed=3, n_train=16, n_dev=4, n_test=4)
+
+
+@pytest.fixture
+def small_config(tmp_path):
+    path = tmp_path / "small.json"
+    path.write_text(json.dumps({"model_overrides": SMALL_MODEL, "batch_size": 4, "thresholds": {"overfit_steps": 1}}))
+    return path
+
+
+def _copy_corpus(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.mark.slow
+def test_gate_refuses_nan_poisoned_file(small_corpus, small_config, tmp_path):
+    corpus = _copy_corpus(small_corpus, tmp_path / "c")
+    c = Corpus(corpus)
+    rec = c.split("train")[2]
+    arr = np.load(c.file(rec))
+    arr[5, 100] = np.nan  # one coordinate of a landmark: not a whole missing landmark
+    arr[7, 3] = np.inf
+    atomic_save_npy(c.file(rec), arr)
+    r = run_train("--data_dir", corpus, "--config", small_config, "--output_dir", tmp_path / "out", "--epochs", 1)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "refusing to train" in r.stdout
+    assert rec.id in r.stdout and "clean_features" in r.stdout and "Inf" in r.stdout
+    assert not (tmp_path / "out" / "last.pt").exists()
+
+
+@pytest.mark.slow
+def test_gate_refuses_ctc_infeasible_samples_and_caches_verdict(small_corpus, small_config, tmp_path):
+    corpus = _copy_corpus(small_corpus, tmp_path / "c")
+    recs = read_manifest(corpus)
+    short = recs[1]
+    atomic_save_npy(corpus / short.path, np.load(corpus / short.path)[:6])  # 6 frames -> 2 output frames
+    recs[1] = SampleRecord(short.id, short.split, ("HELLO", "HELLO", "GO", "NO"), short.path, short.signer, short.fps)
+    write_manifest(corpus, recs)
+    r = run_train("--data_dir", corpus, "--config", small_config, "--output_dir", tmp_path / "out", "--epochs", 1)
+    assert r.returncode == 1
+    assert "ctc_feasibility" in r.stdout and short.id in r.stdout and "too short" in r.stdout
+    t0 = time.perf_counter()
+    again = run_train("--data_dir", corpus, "--config", small_config, "--output_dir", tmp_path / "out", "--epochs", 1)
+    assert again.returncode == 1 and "cached verdict" in again.stdout
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9(small_corpus, small_config, tmp_path):
+    out = tmp_path / "out"
+    args = [sys.executable, str(REPO / "train.py"), "--data_dir", small_corpus, "--config", small_config, "--output_dir", out, "--epochs", 40, "--skip-gate"]
+    proc = subprocess.Popen(list(map(str, args)), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "metrics.jsonl").exists() or len((out / "metrics.jsonl").read_text().splitlines()) < 2:
+        if time.time() > deadline:
+            break
+        time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len((out / "metrics.jsonl").read_text().splitlines())
+    assert done >= 2 and (out / "last.pt").exists()
+    r = run_train("--data_dir", small_corpus, "--config", small_config, "--output_dir", out, "--epochs", done + 2, "--skip-gate", "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming from" in r.stdout
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    # at most the epoch in flight is lost: every finished epoch is kept, none is repeated past the checkpoint
+    import torch
+
+    ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    assert ckpt["epoch"] == done + 2 and ckpt["skipped_gate"] is True
+    assert [r["epoch"] for r in ckpt["metrics"]] == list(range(1, done + 3))
+    assert epochs[-1] == done + 2
+    assert "test WER" in r.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_incident_command_on_extracted_corpus(tmp_path):
+    if not VIDEOS.is_dir():
+        pytest.skip(f"{VIDEOS} absent: the real videos live in ../shared/data")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,glosses,split\nsample_video,HELLO,train\ntest_video,HELLO HOUSE,train\nasl_house,HOUSE,dev\n")
+    corpus = tmp_path / "corpus"
+    r = subprocess.run(
+        [sys.executable, "-m", "data.extract", str(VIDEOS / "sample_video.mp4"), str(VIDEOS / "test_video.mp4"), str(VIDEOS / "asl_house.mp4"),
+         "--out", str(corpus), "--labels", str(labels), "--workers", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = tmp_path / "run"
+    r = run_train("--data_dir", corpus, "--output_dir", out, "--batch_size", 2, "--epochs", 2, "--lr", 0.0005)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "compatibility gate: PASSED" in r.stdout and "dev WER" in r.stdout
+    assert (out / "best.pt").exists() and (out / "metrics.png").exists()
+
+
+@pytest.mark.slow
+def test_nonfinite_training_stops_saves_batch_and_replays(small_corpus, small_config, tmp_path):
+    corpus = _copy_corpus(small_corpus, tmp_path / "c")
+    recs = read_manifest(corpus)
+    bad = recs[0]
+    atomic_save_npy(corpus / bad.path, np.load(corpus / bad.path)[:5])  # 5 frames -> 2 output frames
+    recs[0] = SampleRecord(bad.id, bad.split, ("HELLO", "GO", "NO"), bad.path, bad.signer, bad.fps)
+    write_manifest(corpus, recs)
+    out = tmp_path / "out"
+    # the gate would refuse this corpus; --skip-gate shows what training does with it
+    r = run_train("--data_dir", corpus, "--config", small_config, "--output_dir", out, "--epochs", 1, "--skip-gate")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "non-finite loss" in r.stdout and bad.id in r.stdout
+    saved = out / "nonfinite_batch.pt"
+    assert saved.exists()
+    rep = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/compat/test_replay.py", "--replay", str(saved), "-q", "-p", "no:cacheprovider"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert rep.returncode == 1, rep.stdout
+    assert bad.id in rep.stdout and "CTC-infeasible" in rep.stdout
