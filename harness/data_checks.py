@@ -9,11 +9,14 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
+from data.convert import gloss_statistics
 from data.corpus import manifest_problems
 from data.dataset import Vocabulary, collate, model_features
-from data.layout import FEATURE_DIM, RAW_DIM, describe_column, modality_of_column
+from data.layout import FEATURE_DIM, RAW_DIM, describe_column, modality_of_column, modality_widths
 from data.normalize import Normalizer
 from model.ctc import min_ctc_length
+from harness.diagnostics import modality_summary
+from harness.model_checks import histogram_png
 from harness.findings import FAIL, PASS, WARN, Finding, status_from
 from harness.scan import BLOCKS, CorpusScan
 
@@ -159,13 +162,13 @@ def check_labels(corpus_dir, records, vocab: Vocabulary, scan: CorpusScan | None
     if train_unknown:
         fails.append(f"{len(train_unknown)} train sample(s) use glosses missing from the vocabulary")
         samples += train_unknown
-    oov_tokens = {s: [g for r in records if r.split == s for g in r.glosses if g not in vocab] for s in ("dev", "test")}
-    n_tokens = {s: sum(len(r.glosses) for r in records if r.split == s) for s in ("dev", "test")}
+    stats = gloss_statistics(corpus_dir)
     for s in ("dev", "test"):
-        if oov_tokens[s]:
+        rate = stats["oov_rate"][s]
+        if rate:
             warns.append(
-                f"{s}: {len(oov_tokens[s])}/{n_tokens[s]} gloss tokens not in the train vocabulary "
-                f"(e.g. {sorted(set(oov_tokens[s]))[:3]}); they count as errors in WER"
+                f"{s}: {rate:.1%} of gloss tokens ({stats['oov_glosses'][s]} distinct glosses) never occur in train; "
+                "they count as errors in WER"
             )
     if scan is not None:
         by_digest = defaultdict(list)
@@ -197,9 +200,16 @@ def check_labels(corpus_dir, records, vocab: Vocabulary, scan: CorpusScan | None
         values={
             "key": f"vocab {len(vocab) - 1}+blank",
             "vocab_size": len(vocab),
-            "oov_rate": {s: (len(oov_tokens[s]) / n_tokens[s] if n_tokens[s] else 0.0) for s in oov_tokens},
+            "oov_rate": stats["oov_rate"],
+            "gloss_statistics": stats,
         },
         samples=list(dict.fromkeys(samples)),
+        tables={"Gloss statistics": _table(
+            ["split", "samples", "signers", "tokens", "glosses/sentence min", "median", "max", "OOV rate"],
+            [[s, stats["samples"][s], stats["signers"][s], stats["tokens"][s],
+              *((stats["sentence_length"][s] or {}).get(k, "-") for k in ("min", "median", "max")),
+              "-" if stats["oov_rate"].get(s) is None else f"{stats['oov_rate'][s]:.2%}"] for s in ("train", "dev", "test")],
+        )},
         seconds=time.perf_counter() - start,
     )
 
@@ -307,12 +317,12 @@ def check_normalization(dataset, samples_idx, to_model_input, t: dict, train_fra
     nonfinite = ~np.isfinite(x)
     if nonfinite.any():
         b_idx, _, f_idx = np.nonzero(nonfinite)
-        bad_samples += sorted({batch.ids[i] for i in b_idx})
         feats = sorted(set(int(cols[i]) for i in f_idx))
-        bad_features += [describe_column(c) for c in feats[:50]]
-        constant = _constant_in_raw(dataset, samples_idx, feats)
-        cause = f" (channels constant in the raw sample: {constant[:4]}... a std of 0 divided)" if constant else ""
-        fails.append(f"model input has {int(nonfinite.sum())} non-finite values in {len(feats)} channel(s){cause}")
+        cause, origin_ids, origin_cols = _trace_nonfinite(dataset, samples_idx)
+        # name where the NaN/Inf is born, not every channel it later spread to
+        bad_samples += origin_ids or sorted({batch.ids[i] for i in b_idx})
+        bad_features += [describe_column(c) for c in (origin_cols or feats)[:50]]
+        fails.append(f"model input has {int(nonfinite.sum())} non-finite values in {len(feats)} channel(s): {cause}")
     finite = np.where(np.isfinite(x), x, 0)
     valid = np.zeros(x.shape[:2], dtype=bool)
     for i, n in enumerate(batch.lengths.tolist()):
@@ -346,9 +356,15 @@ def check_normalization(dataset, samples_idx, to_model_input, t: dict, train_fra
         sid, expected, got = mismatched[0]
         fails.append(f"{_second_transform(expected, got, method)} ({len(mismatched)}/{len(samples_idx)} samples, e.g. {sid})")
         bad_samples += [m[0] for m in mismatched]
+    breakdown = modality_summary(batch, dataset.modalities)
+    widths = modality_widths(dataset.modalities)
+    offsets = np.cumsum([0] + list(widths.values()))
+    by_modality = {m: x[:, :, offsets[i] : offsets[i + 1]][valid].ravel() for i, m in enumerate(widths)}
     hint = ""
     if fails:
         hint = "normalize in one place: the dataset's `normalize` setting; remove any z-score in the training loop; keep std_floor > 0"
+        if any("missing landmarks reach the model" in f for f in fails):
+            hint = "impute missing landmarks (the dataset's impute_method) before statistics and normalization; " + hint
     elif warns:
         hint = "look at the samples with the largest values (clean-features check) before raising the clip"
     return Finding(
@@ -359,17 +375,46 @@ def check_normalization(dataset, samples_idx, to_model_input, t: dict, train_fra
         values=values,
         samples=list(dict.fromkeys(bad_samples)),
         features=list(dict.fromkeys(bad_features)),
-        modality=Counter(f.split("/")[0] if f.startswith("temporal") else f.split("[")[0] for f in bad_features).most_common(1)[0][0] if bad_features else "",
+        # the landmark part (left_hand, face, ...), also for temporal channels of that part
+        modality=Counter(f.split("/")[-1].split("[")[0] for f in bad_features).most_common(1)[0][0] if bad_features else "",
         seconds=time.perf_counter() - start,
     )
 
 
-def _constant_in_raw(dataset, samples_idx, columns) -> list[str]:
-    out = []
+def _trace_nonfinite(dataset, samples_idx) -> tuple[str, list[str], list[int]]:
+    """Replay the probe samples stage by stage (imputation, then the dataset's normalization)
+    and name the first stage that produces NaN/Inf: (cause, sample ids, feature columns there)."""
+    norm: Normalizer = dataset.normalizer
+    cols = np.asarray(dataset.columns)
+    imputed_ids, imputed_cols, norm_ids, norm_cols, divisors = [], set(), [], set(), []
     for idx in samples_idx:
-        feats, _ = model_features(dataset.corpus.load(dataset.records[idx]), dataset.impute_method)
-        std = feats[:, columns].std(axis=0)
-        out += [describe_column(c) for c, s in zip(columns, std) if s < 1e-6]
-        if out:
-            break
-    return out
+        rec = dataset.records[idx]
+        feats, raw = model_features(dataset.corpus.load(rec), dataset.impute_method)
+        bad = ~np.isfinite(feats[:, cols]).all(axis=0)  # [len(cols)] columns holding NaN/Inf
+        if bad.any():
+            imputed_ids.append(rec.id)
+            imputed_cols.update(int(c) for c in cols[bad])
+            continue
+        bad = ~np.isfinite(norm(feats, raw=raw)[:, cols]).all(axis=0)
+        if bad.any():
+            norm_ids.append(rec.id)
+            norm_cols.update(int(c) for c in cols[bad])
+            # the std each bad column was divided by (global: the train split's; per_sample: this sample's)
+            if norm.method in ("global", "per_sample"):
+                std = np.maximum(dataset.stats.std, norm.std_floor) if norm.method == "global" else feats.std(axis=0)
+                divisors += [float(std[c]) for c in cols[bad]]
+    if imputed_ids:
+        return (
+            f"missing landmarks reach the model as NaN: after imputation ({dataset.impute_method!r}) {len(imputed_ids)} "
+            f"sample(s) still hold NaN in {len(imputed_cols)} channel(s) (imputation skipped or not filling them)",
+            imputed_ids, sorted(imputed_cols),
+        )
+    if norm_ids:
+        scope = {"global": "train-split std", "per_sample": "std within the sample"}.get(norm.method, "divisor")
+        size = f"{scope} <= {max(divisors):.2g}" if divisors else f"a {scope} of ~0"
+        return (
+            f"the {norm.method!r} normalization divides by ~0: {len(norm_cols)} channel(s) have {size} "
+            f"and the std floor is {norm.std_floor:g}, so (x - mean) / std is 0/0 = NaN or x/0 = Inf there",
+            norm_ids, sorted(norm_cols),
+        )
+    return "the dataset's output is finite; the step between loader and model (to_model_input) makes it non-finite", [], []

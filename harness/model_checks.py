@@ -77,7 +77,9 @@ def check_forward(model, batch: Batch, t: dict, label: str = "") -> Finding:
         log_probs, out_lengths = model(batch.features, batch.lengths)
     expected = model.output_lengths(batch.lengths.cpu()).to(out_lengths.device)
     if not torch.equal(out_lengths, expected):
-        fails.append(f"output lengths {out_lengths.tolist()} differ from model.output_lengths() {expected.tolist()}")
+        same_as_input = torch.equal(out_lengths.cpu(), batch.lengths.cpu()) and not torch.equal(expected.cpu(), batch.lengths.cpu())
+        why = ": the model returns its input lengths, not divided by the temporal stride" if same_as_input else ""
+        fails.append(f"output lengths {out_lengths.tolist()} differ from model.output_lengths() {expected.tolist()}{why}")
     if log_probs.shape[1] != int(out_lengths.max()):
         fails.append(f"log-probs have {log_probs.shape[1]} frames, the longest output length is {int(out_lengths.max())}")
     samples, modality = [], ""
@@ -95,7 +97,10 @@ def check_forward(model, batch: Batch, t: dict, label: str = "") -> Finding:
     norm_err = float((lse.abs()).max()) if lse.numel() and torch.isfinite(lse).all() else float("inf")
     values["logsumexp_max_abs"] = norm_err
     if first is None and norm_err > t["logprob_norm_tol"]:
-        fails.append(f"the output is not log-probabilities: logsumexp over the vocabulary is {norm_err:.3g}, not 0 (raw logits given to CTC?)")
+        # a log_softmax over the wrong axis still normalises, just over time instead of the vocabulary
+        over_time = float(torch.logsumexp(log_probs.float(), dim=1).abs().max()) < t["logprob_norm_tol"]
+        why = "log_softmax taken over the time axis, not the vocabulary" if over_time else "raw logits given to CTC?"
+        fails.append(f"the output is not log-probabilities: logsumexp over the vocabulary is {norm_err:.3g}, not 0 ({why})")
     values["key"] = f"|logsumexp| {norm_err:.1e}"
     return Finding(
         check=f"forward{label}",
@@ -121,6 +126,9 @@ def check_loss_at_init(model, batch: Batch, vocab_size: int, t: dict) -> Finding
         losses = ctc_loss_per_sample(log_probs, out_lengths, batch.targets, batch.target_lengths)
         uniform = uniform_ctc_loss(out_lengths, batch.targets, batch.target_lengths, vocab_size)
     bad = [batch.ids[i] for i in torch.nonzero(~torch.isfinite(losses)).flatten().tolist()]
+    # a CTC negative log-likelihood of a non-empty target is > 0; exactly 0 means an infinite
+    # (infeasible) loss was zeroed, as zero_infinity=True does
+    zeroed = [batch.ids[i] for i in range(len(batch)) if float(losses[i]) == 0.0 and int(batch.target_lengths[i]) > 0]
     ratio = float(losses[torch.isfinite(losses)].mean() / uniform[torch.isfinite(losses)].mean()) if len(bad) < len(batch) else float("nan")
     lo, hi = t["init_loss_ratio"]
     fails = []
@@ -128,6 +136,12 @@ def check_loss_at_init(model, batch: Batch, vocab_size: int, t: dict) -> Finding
         short = [batch.ids[i] for i in range(len(batch)) if int(out_lengths[i]) < int(batch.target_lengths[i])]
         why = " (output shorter than target: CTC-infeasible)" if short else ""
         fails.append(f"loss at init not finite for {len(bad)} sample(s){why}")
+    if zeroed:
+        fails.append(
+            f"loss at init is exactly 0 for {len(zeroed)} sample(s) with non-empty targets: infinite losses are being zeroed "
+            "(zero_infinity=True hides CTC-infeasible samples; they silently stop contributing)"
+        )
+        bad += zeroed
     if not bad and not lo <= ratio <= hi:
         fails.append(f"loss at init is {ratio:.2f}x the uniform-prediction loss (allowed {lo}..{hi}): the initial output is far from uniform")
     rows = [[sid, f"{float(a):.3f}", f"{float(b):.3f}"] for sid, a, b in zip(batch.ids, losses, uniform)]
@@ -172,7 +186,8 @@ def check_gradients(model, batch: Batch, t: dict) -> Finding:
         fails.append("loss is not finite, so no gradient can be judged")
     else:
         loss.backward()
-    dead = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))]
+    # without a backward pass every parameter lacks a gradient: that is no dead branch
+    dead = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))] if torch.isfinite(loss) else []
     nonfinite = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
     norms = layer_grad_norms(model)
     global_norm = math.sqrt(sum(v * v for v in norms.values())) if norms else 0.0
@@ -406,3 +421,26 @@ def check_replay(path) -> Finding:
         samples=list(dict.fromkeys(samples or payload["ids"])),
         seconds=time.perf_counter() - start,
     )
+
+
+def histogram_png(series: dict, xlabel: str) -> bytes:
+    """Overlaid log-count histograms of several value sets (e.g. model input by modality)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for name, values in series.items():
+        values = np.asarray(values, dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if values.size:
+            ax.hist(values, bins=80, histtype="step", label=name, log=True)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("count (log)")
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()

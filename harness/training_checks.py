@@ -2,6 +2,7 @@
 the corpus's extreme samples) and the overfit run (a tiny subset to 0% WER)."""
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -11,6 +12,7 @@ from data.dataset import collate
 from harness.findings import FAIL, PASS, Finding, status_from
 from harness.model_checks import _table, curve_png, first_nonfinite_module
 from model import training
+from model.decode import greedy_decode
 from model.metrics import word_error_rate
 
 
@@ -33,7 +35,9 @@ def extreme_indices(scan_files, records, k_random: int = 4, seed: int = 0) -> li
 
 def check_smoke(cfg, model, dataset, indices: list[int], device: torch.device, t: dict) -> Finding:
     """`smoke_steps` optimisation steps with the training configuration's optimizer, schedule,
-    AMP and clipping: loss finite, gradients bounded, parameters changed, loss not diverging."""
+    AMP and clipping: loss finite, gradients bounded, parameters changed, loss not diverging,
+    and each step's weight change (relative to the weights, scaled to the peak learning rate)
+    small enough: a learning rate far too high shows there long before the loss diverges."""
     start = time.perf_counter()
     steps = int(t["smoke_steps"])
     model = model.to(device)
@@ -42,20 +46,30 @@ def check_smoke(cfg, model, dataset, indices: list[int], device: torch.device, t
     scaler = training.make_scaler(device, cfg)
     batches = [collate([dataset[i] for i in indices[j : j + cfg.batch_size]]) for j in range(0, len(indices), cfg.batch_size)]
     before = [p.detach().clone() for p in model.parameters()]
-    losses, norms, fails, samples = [], [], [], []
+    losses, norms, ratios, fails, samples = [], [], [], [], []
     for step in range(steps):
         batch = batches[step % len(batches)]
+        lr_now = optimizer.param_groups[0]["lr"]
+        previous = [p.detach().clone() for p in model.parameters()]
         res = training.train_step(model, batch, optimizer, scaler, cfg, device, scheduler)
         if not res.finite:
-            b = batch.to(device)
+            b = training.to_model_input(batch, device)  # what the model saw
             first = first_nonfinite_module(model, b.features, b.lengths)
             where = f"; first non-finite module '{first[0]}' ({first[1]})" if first else ""
+            if not torch.isfinite(b.features).all():
+                where += "; the model input itself holds NaN/Inf (see the normalization check)"
             what = "loss" if not np.isfinite(res.loss) else "gradients"
             fails.append(f"step {step + 1}: non-finite {what} for samples {res.nonfinite_ids}{where}")
             samples = res.nonfinite_ids
             break
         losses.append(res.loss)
         norms.append(res.grad_norm)
+        if lr_now > 0:
+            # ||delta w|| / ||w|| of this step; Adam's step is proportional to the learning rate,
+            # so scale it to the configured peak (warm-up steps run at a fraction of it)
+            delta = math.sqrt(sum(float((p.detach() - q).pow(2).sum()) for p, q in zip(model.parameters(), previous)))
+            norm = math.sqrt(sum(float(q.pow(2).sum()) for q in previous))
+            ratios.append(delta / max(norm, 1e-12) * cfg.lr / lr_now)
     changed = max(float((p.detach() - b).abs().max()) for p, b in zip(model.parameters(), before))
     if not fails:
         if changed == 0.0:
@@ -66,12 +80,20 @@ def check_smoke(cfg, model, dataset, indices: list[int], device: torch.device, t
         first, last = float(np.mean(losses[:k])), float(np.mean(losses[-k:]))
         if last > t["smoke_divergence"] * first:
             fails.append(f"loss diverges: {first:.3f} -> {last:.3f} in {steps} steps (learning rate {cfg.lr:g} too high?)")
+        # the first Adam steps are sign-like and large; judge the settled second half
+        update_ratio = float(np.median(ratios[len(ratios) // 2 :])) if ratios else 0.0
+        if update_ratio > t["max_update_ratio"]:
+            fails.append(
+                f"learning rate {cfg.lr:g} too high: at that rate each step changes the weights by {update_ratio:.1%} of their norm "
+                f"(limit {t['max_update_ratio']:.0%}; healthy training moves them ~0.1-1% a step)"
+            )
     return Finding(
         check="smoke",
         status=status_from(bool(fails)),
         summary="; ".join(fails) or f"{steps} steps on extreme samples: loss {losses[0]:.3f} -> {losses[-1]:.3f}, max grad norm {max(norms):.3g}",
         hint="replay these samples (the forward/gradient checks name modules); lower the learning rate; keep clipping on" if fails else "",
-        values={"key": f"loss {losses[0]:.2f}->{losses[-1]:.2f}" if losses else "non-finite", "losses": losses, "grad_norms": norms, "max_param_change": changed},
+        values={"key": f"loss {losses[0]:.2f}->{losses[-1]:.2f}" if losses else "non-finite", "losses": losses, "grad_norms": norms,
+                "max_param_change": changed, "update_ratios": ratios},
         samples=samples or [dataset.records[i].id for i in indices],
         plots={"Smoke run loss": curve_png({"loss": losses, "grad norm": norms}, "step", "value")} if losses else {},
         seconds=time.perf_counter() - start,
@@ -79,14 +101,18 @@ def check_smoke(cfg, model, dataset, indices: list[int], device: torch.device, t
 
 
 def check_overfit(cfg, model, dataset, indices: list[int], device: torch.device, t: dict, eval_every: int = 10) -> Finding:
-    """Train on a fixed tiny subset until greedy decoding reaches 0% WER within `overfit_steps`."""
+    """Train on a fixed tiny subset until greedy decoding reaches 0% WER within `overfit_steps`.
+
+    Every evaluation also decodes the best path with the loss's blank id (model.decode directly):
+    training's greedy decoder must agree with it exactly, else it reads the output differently
+    from the loss (blank index, id offset) and WER cannot fall however well the loss does."""
     start = time.perf_counter()
     model = model.to(device)
     optimizer = training.build_optimizer(cfg, model)
     scaler = training.make_scaler(device, cfg)
     batch = collate([dataset[i] for i in indices])
     refs = [list(g) for g in batch.glosses]
-    losses, wers, reached = [], [], None
+    losses, wers, reached, disagree = [], [], None, None
     for step in range(1, int(t["overfit_steps"]) + 1):
         res = training.train_step(model, batch, optimizer, scaler, cfg, device)
         losses.append(res.loss)
@@ -94,16 +120,29 @@ def check_overfit(cfg, model, dataset, indices: list[int], device: torch.device,
             break
         if step % eval_every == 0:
             model.eval()
-            b = batch.to(device)
+            b = training.to_model_input(batch, device)  # exactly what the training step feeds the model
             with torch.no_grad(), training.autocast_context(device, cfg):
                 log_probs, out_lengths = model(b.features, b.lengths)
-            hyps = [dataset.vocab.decode(h.tokens) for h in training.decode(log_probs.float().cpu(), out_lengths.cpu(), 1)]
+            log_probs, out_lengths = log_probs.float().cpu(), out_lengths.cpu()
+            hyps = [dataset.vocab.decode(h.tokens) for h in training.decode(log_probs, out_lengths, 1)]
+            best = [dataset.vocab.decode(h.tokens) for h in greedy_decode(log_probs, out_lengths, blank=dataset.vocab.blank_id)]
             wers.append(word_error_rate(refs, hyps).wer)
+            if hyps != best:
+                i = next(k for k, (h, r) in enumerate(zip(hyps, best)) if h != r)
+                disagree = (step, batch.ids[i], hyps[i], best[i], word_error_rate(refs, best).wer)
+                break
             if wers[-1] == 0.0:
                 reached = step
                 break
     fails = []
-    if reached is None:
+    if disagree is not None:
+        step, sid, hyp, best, best_wer = disagree
+        fails.append(
+            f"at step {step} the decoder gives {hyp} for {sid} where a best-path decode with the loss's blank id "
+            f"{dataset.vocab.blank_id} gives {best} (WER {wers[-1]:.0%} vs {best_wer:.0%}): the decoder does not read "
+            "the output the way the loss does (blank index or vocabulary offset mismatch)"
+        )
+    elif reached is None:
         finite = [x for x in losses if np.isfinite(x)]
         if len(finite) < len(losses):
             fails.append(f"loss became non-finite at step {len(losses)}")

@@ -207,3 +207,49 @@ def test_vocabulary_blank_zero_and_unknown(tmp_path):
     assert v.encode(["Z", "A"], "x", unknown="skip") == [1]
     v.save(tmp_path / "v.json")
     assert Vocabulary.load(tmp_path / "v.json").itos == v.itos
+
+
+KAGGLE = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kaggle_asl_signs"
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("impute_method", ["ffill", "zero"])
+def test_every_method_finite_and_bounded_on_real_kaggle_sequences(tmp_path_factory, impute_method):
+    if not KAGGLE.is_dir():
+        pytest.skip(f"{KAGGLE} absent: the real Kaggle landmarks live in ../shared/data")
+    pytest.importorskip("pyarrow")
+    from data.convert import kaggle_to_corpus
+
+    corpus = kaggle_to_corpus(KAGGLE, tmp_path_factory.mktemp("kaggle") / "corpus")
+    c = Corpus(corpus)
+    raws = [c.load(r) for r in c.records]
+    assert any(np.isnan(r[:, LAYOUT.left_hand]).all() for r in raws)  # real undetected hands
+    stats = compute_train_stats(c, impute_method)
+    for method in METHODS:
+        norm = Normalizer(method, stats=stats)
+        worst = 0.0
+        for raw in raws:
+            feats, raw_nan = model_features(raw, impute_method)
+            out = norm(feats, raw=raw_nan)
+            assert np.isfinite(out).all(), (method, impute_method)
+            worst = max(worst, float(np.abs(out).max()))
+        assert worst <= 50, (method, impute_method, worst)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 30), st.integers(1, 5)), min_size=1, max_size=6))
+def test_collate_pads_and_keeps_every_sample(shapes):
+    from data.dataset import Sample
+
+    samples = [
+        Sample(f"s{i}", torch.randn(t, 7), torch.randint(1, 9, (n,)), tuple("A" * n), "global") for i, (t, n) in enumerate(shapes)
+    ]
+    b = collate(samples)
+    assert b.features.shape == (len(shapes), max(t for t, _ in shapes), 7)
+    assert b.lengths.tolist() == [t for t, _ in shapes] and b.target_lengths.tolist() == [n for _, n in shapes]
+    assert torch.equal(b.targets, torch.cat([s.targets for s in samples]))
+    for i, s in enumerate(samples):
+        assert torch.equal(b.features[i, : s.length], s.features) and (b.features[i, s.length :] == 0).all()
+    mixed = samples + [Sample("x", torch.zeros(2, 7), torch.ones(1, dtype=torch.long), ("A",), "per_sample")]
+    with pytest.raises(DoubleNormalizationError):
+        collate(mixed)

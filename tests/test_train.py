@@ -72,7 +72,6 @@ def test_gate_refuses_ctc_infeasible_samples_and_caches_verdict(small_corpus, sm
     r = run_train("--data_dir", corpus, "--config", small_config, "--output_dir", tmp_path / "out", "--epochs", 1)
     assert r.returncode == 1
     assert "ctc_feasibility" in r.stdout and short.id in r.stdout and "too short" in r.stdout
-    t0 = time.perf_counter()
     again = run_train("--data_dir", corpus, "--config", small_config, "--output_dir", tmp_path / "out", "--epochs", 1)
     assert again.returncode == 1 and "cached verdict" in again.stdout
 
@@ -82,14 +81,17 @@ def test_resume_after_kill_9(small_corpus, small_config, tmp_path):
     out = tmp_path / "out"
     args = [sys.executable, str(REPO / "train.py"), "--data_dir", small_corpus, "--config", small_config, "--output_dir", out, "--epochs", 40, "--skip-gate"]
     proc = subprocess.Popen(list(map(str, args)), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = out / "metrics.jsonl"
+
+    def epochs_done() -> int:
+        return len(metrics.read_text().splitlines()) if metrics.exists() else 0
+
     deadline = time.time() + 300
-    while time.time() < deadline and not (out / "metrics.jsonl").exists() or len((out / "metrics.jsonl").read_text().splitlines()) < 2:
-        if time.time() > deadline:
-            break
-        time.sleep(0.5)
+    while epochs_done() < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done = len((out / "metrics.jsonl").read_text().splitlines())
+    done = epochs_done()
     assert done >= 2 and (out / "last.pt").exists()
     r = run_train("--data_dir", small_corpus, "--config", small_config, "--output_dir", out, "--epochs", done + 2, "--skip-gate", "--resume")
     assert r.returncode == 0, r.stderr[-2000:]
