@@ -377,6 +377,10 @@ def check_normalization(dataset, samples_idx, to_model_input, t: dict, train_fra
         features=list(dict.fromkeys(bad_features)),
         # the landmark part (left_hand, face, ...), also for temporal channels of that part
         modality=Counter(f.split("/")[-1].split("[")[0] for f in bad_features).most_common(1)[0][0] if bad_features else "",
+        tables={f"Modality breakdown of the model input ({method})": _table(
+            ["modality", "width", "mean", "std", "min", "max"], [[m, w, *(f"{v:.3f}" for v in rest)] for m, w, *rest in breakdown]
+        )},
+        plots={f"Value distribution by modality ({method})": histogram_png(by_modality, "model input value")},
         seconds=time.perf_counter() - start,
     )
 

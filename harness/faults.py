@@ -404,7 +404,7 @@ CATALOGUE: tuple[Fault, ...] = (
         "sample again over (time, features) (seed 000_f506711c01669819). A second affine map per sample; it is not what "
         "produces NaN (see tests/test_incident.py), but the input is no longer what the statistics describe.",
         ("normalization",), _double_normalization,
-        cause={"normalization": ("normalized twice", "per-sample z-score")}, samples="any",
+        cause={"normalization": ("normalized twice", "per-sample z-score")},
     ),
     Fault(
         "zscore_without_floor",

@@ -71,10 +71,9 @@ def incident_corpus(tmp_path_factory) -> tuple[Path, str]:
 
 def report_config(corpus, model: str = "small", **changes) -> TrainConfig:
     """The report's full training: global z-score, zero-fill, batch 2, lr 5e-4, no clip."""
-    return TrainConfig(
-        data_dir=str(corpus), device="cpu", impute="zero", normalize="global", clip=0.0, batch_size=2, lr=5e-4,
-        model_overrides={} if model == "default" else dict(SMALL_MODEL), **changes,
-    )
+    settings = dict(data_dir=str(corpus), device="cpu", impute="zero", normalize="global", clip=0.0, batch_size=2, lr=5e-4,
+                    model_overrides={} if model == "default" else dict(SMALL_MODEL))
+    return TrainConfig(**{**settings, **changes})
 
 
 @contextlib.contextmanager

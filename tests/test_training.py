@@ -76,3 +76,17 @@ def test_resolve_device_refuses_missing_cuda():
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         training.resolve_device("cuda")
     assert training.resolve_device("auto").type == "cpu"
+
+
+@pytest.mark.gpu
+def test_cuda_step_matches_cpu_step(bundle):
+    """With --gpu: the same step on CUDA gives the CPU's loss (device handling is honest)."""
+    cfg, data = bundle
+    batch = collate([data.splits["train"][i] for i in range(4)])
+    losses = []
+    for dev in ("cpu", "cuda"):
+        torch.manual_seed(0)
+        model = training.build_model(cfg.replace(model_overrides={**SMALL_MODEL, "dropout": 0.0}), len(data.vocab)).to(dev)
+        loss, _, _ = training.compute_loss(model, training.to_model_input(batch, torch.device(dev)), torch.device(dev), cfg)
+        losses.append(float(loss))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-3)
