@@ -12,12 +12,12 @@ import numpy as np
 from data.convert import gloss_statistics
 from data.corpus import manifest_problems
 from data.dataset import Vocabulary, collate, model_features
-from data.layout import FEATURE_DIM, RAW_DIM, describe_column, modality_of_column, modality_widths
+from data.layout import describe_column, modality_of_column, modality_widths
 from data.normalize import Normalizer
 from model.ctc import min_ctc_length
 from harness.diagnostics import modality_summary
 from harness.model_checks import histogram_png
-from harness.findings import FAIL, PASS, WARN, Finding, status_from
+from harness.findings import FAIL, PASS, Finding, status_from
 from harness.scan import BLOCKS, CorpusScan
 
 

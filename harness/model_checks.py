@@ -4,7 +4,6 @@ a Finding out. They call the same model/ and model.training functions training c
 """
 from __future__ import annotations
 
-import copy
 import io
 import math
 import time
@@ -14,8 +13,8 @@ import numpy as np
 import torch
 
 from data.dataset import Batch, collate
-from data.layout import LAYOUT, modality_widths
-from harness.findings import FAIL, PASS, WARN, Finding, status_from
+from data.layout import modality_widths
+from harness.findings import Finding, status_from
 from harness.thresholds import DEFAULTS
 from model.ctc import ctc_loss_per_sample, uniform_ctc_loss
 
@@ -181,7 +180,7 @@ def check_gradients(model, batch: Batch, t: dict) -> Finding:
     x = batch.features.clone().requires_grad_(True)
     log_probs, out_lengths = model(x, batch.lengths)
     loss = ctc_loss_per_sample(log_probs, out_lengths, batch.targets, batch.target_lengths).mean()
-    fails, warns, features, samples = [], [], [], []
+    fails, warns, samples = [], [], []
     if not torch.isfinite(loss):
         fails.append("loss is not finite, so no gradient can be judged")
     else:

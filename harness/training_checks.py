@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from data.dataset import collate
-from harness.findings import FAIL, PASS, Finding, status_from
+from harness.findings import Finding, status_from
 from harness.model_checks import _table, curve_png, first_nonfinite_module
 from model import training
 from model.decode import greedy_decode

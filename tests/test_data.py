@@ -8,7 +8,7 @@ from hypothesis.extra.numpy import arrays
 from data.corpus import Corpus, CorpusError, SampleRecord, atomic_save_npy, read_manifest, update_manifest, write_manifest
 from data.dataset import MediaPipeFeatureDataset, Vocabulary, assert_not_normalized, collate, compute_train_stats, model_features
 from data.layout import FEATURE_DIM, LAYOUT, RAW_DIM
-from data.normalize import METHODS, STD_FLOOR, DoubleNormalizationError, FeatureStats, Normalizer, RunningStats, impute
+from data.normalize import METHODS, STD_FLOOR, DoubleNormalizationError, Normalizer, RunningStats, impute
 from data.temporal import DISPLACEMENT_WINDOW, temporal_features
 from tests.corpus_factory import make_corpus, random_raw
 
