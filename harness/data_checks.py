@@ -303,7 +303,10 @@ def check_normalization(dataset, samples_idx, to_model_input, t: dict, train_fra
     if method == "global":
         values["stats_frames"] = int(dataset.stats.n_frames)
         if train_frames is not None and dataset.stats.n_frames != train_frames:
-            fails.append(f"global statistics cover {dataset.stats.n_frames} frames, the train split has {train_frames}: statistics not from the train split")
+            fails.append(
+                f"global statistics cover {dataset.stats.n_frames} frames, the train split has {train_frames}: statistics not from "
+                "the train split, or train files left out of them (the scan leaves out files holding Inf; see clean_features)"
+            )
         low = np.flatnonzero(dataset.stats.std < 1e-6)
         floor_cols = low
         if len(low) and norm.std_floor < 1e-6:
@@ -390,7 +393,7 @@ def _trace_nonfinite(dataset, samples_idx) -> tuple[str, list[str], list[int]]:
     and name the first stage that produces NaN/Inf: (cause, sample ids, feature columns there)."""
     norm: Normalizer = dataset.normalizer
     cols = np.asarray(dataset.columns)
-    imputed_ids, imputed_cols, norm_ids, norm_cols, divisors = [], set(), [], set(), []
+    imputed_ids, imputed_cols, norm_ids, norm_cols, divisors, inf_ids = [], set(), [], set(), [], []
     for idx in samples_idx:
         rec = dataset.records[idx]
         feats, raw = model_features(dataset.corpus.load(rec), dataset.impute_method)
@@ -398,6 +401,8 @@ def _trace_nonfinite(dataset, samples_idx) -> tuple[str, list[str], list[int]]:
         if bad.any():
             imputed_ids.append(rec.id)
             imputed_cols.update(int(c) for c in cols[bad])
+            if np.isinf(feats[:, cols]).any():
+                inf_ids.append(rec.id)
             continue
         bad = ~np.isfinite(norm(feats, raw=raw)[:, cols]).all(axis=0)
         if bad.any():
@@ -407,6 +412,11 @@ def _trace_nonfinite(dataset, samples_idx) -> tuple[str, list[str], list[int]]:
             if norm.method in ("global", "per_sample"):
                 std = np.maximum(dataset.stats.std, norm.std_floor) if norm.method == "global" else feats.std(axis=0)
                 divisors += [float(std[c]) for c in cols[bad]]
+    if inf_ids:
+        return (
+            f"{len(inf_ids)} sample(s) hold Inf in their feature file (imputation fills only NaN; see clean_features)",
+            inf_ids, sorted(imputed_cols),
+        )
     if imputed_ids:
         return (
             f"missing landmarks reach the model as NaN: after imputation ({dataset.impute_method!r}) {len(imputed_ids)} "

@@ -430,14 +430,19 @@ def histogram_png(series: dict, xlabel: str) -> bytes:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3))
+    drawn = 0
     for name, values in series.items():
         values = np.asarray(values, dtype=np.float64)
         values = values[np.isfinite(values)]
         if values.size:
             ax.hist(values, bins=80, histtype="step", label=name, log=True)
+            drawn += 1
     ax.set_xlabel(xlabel)
     ax.set_ylabel("count (log)")
-    ax.legend()
+    if drawn:  # an all-NaN input has nothing to draw (and legend() would warn)
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
