@@ -131,8 +131,11 @@ def _split_counts(n: int, fractions) -> list[int]:
         counts[i] += 1
     for i in range(3):
         if fractions[i] > 0 and counts[i] == 0:
-            donor = max(range(3), key=lambda j: (counts[j], j))
-            if counts[donor] > 1 or (i == 0 and counts[donor] == 1):  # train is never left empty
+            # a donor can spare a signer if it keeps one, or if it is a lower-priority split
+            # (train before dev before test): 2 signers end up in train and dev
+            donors = [j for j in range(3) if j != i and (counts[j] > 1 or (counts[j] == 1 and j > i))]
+            if donors:
+                donor = max(donors, key=lambda j: (counts[j], j))
                 counts[donor] -= 1
                 counts[i] += 1
     return counts
