@@ -4,20 +4,13 @@ the healthy pipeline raises no false alarm, on the demo corpus and on real Kaggl
 import json
 
 import pytest
-import torch
 
 from harness import faults
 from harness.faults import CATALOGUE, CHECKS, check_name, crashed, default_base_config, healthy_run, inject_and_run, kaggle_corpus, run_check
 from harness.findings import FAIL, WARN
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: small models, shared cores (two threads run ~10x slower when busy)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -36,13 +36,7 @@ CPU = torch.device("cpu")
 LEFT_HAND_COLUMNS = {c for c in range(6516) if describe_column(c).split("/")[-1].startswith("left_hand[")}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: small models, shared cores (two threads run ~10x slower when busy)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

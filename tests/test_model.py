@@ -16,13 +16,7 @@ TINY = dict(vocab_size=11, modality_dim=16, fusion_dim=32, conv_dim=32, stage_bl
 REFERENCE_PARAMETERS = 7_287_581
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: the tiny models here gain nothing from two, and lose 10x on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model(seed=0, **overrides):

@@ -45,6 +45,16 @@ def _copy_corpus(src: Path, dst: Path) -> Path:
     return dst
 
 
+def _make_infeasible(corpus: Path, row: int, frames: int, glosses: tuple) -> SampleRecord:
+    """Cut a sample to `frames` frames and give it `glosses`: too short for CTC after the stride."""
+    recs = read_manifest(corpus)
+    old = recs[row]
+    atomic_save_npy(corpus / old.path, np.load(corpus / old.path)[:frames])
+    recs[row] = SampleRecord(old.id, old.split, glosses, old.path, old.signer, old.fps)
+    write_manifest(corpus, recs)
+    return recs[row]
+
+
 @pytest.mark.slow
 def test_gate_refuses_nan_poisoned_file(small_corpus, small_config, tmp_path):
     corpus = _copy_corpus(small_corpus, tmp_path / "c")
@@ -64,11 +74,7 @@ def test_gate_refuses_nan_poisoned_file(small_corpus, small_config, tmp_path):
 @pytest.mark.slow
 def test_gate_refuses_ctc_infeasible_samples_and_caches_verdict(small_corpus, small_config, tmp_path):
     corpus = _copy_corpus(small_corpus, tmp_path / "c")
-    recs = read_manifest(corpus)
-    short = recs[1]
-    atomic_save_npy(corpus / short.path, np.load(corpus / short.path)[:6])  # 6 frames -> 2 output frames
-    recs[1] = SampleRecord(short.id, short.split, ("HELLO", "HELLO", "GO", "NO"), short.path, short.signer, short.fps)
-    write_manifest(corpus, recs)
+    short = _make_infeasible(corpus, 1, frames=6, glosses=("HELLO", "HELLO", "GO", "NO"))  # 2 output frames, needs 5
     r = run_train("--data_dir", corpus, "--config", small_config, "--output_dir", tmp_path / "out", "--epochs", 1)
     assert r.returncode == 1
     assert "ctc_feasibility" in r.stdout and short.id in r.stdout and "too short" in r.stdout
@@ -131,11 +137,7 @@ def test_incident_command_on_extracted_corpus(tmp_path):
 @pytest.mark.slow
 def test_nonfinite_training_stops_saves_batch_and_replays(small_corpus, small_config, tmp_path):
     corpus = _copy_corpus(small_corpus, tmp_path / "c")
-    recs = read_manifest(corpus)
-    bad = recs[0]
-    atomic_save_npy(corpus / bad.path, np.load(corpus / bad.path)[:5])  # 5 frames -> 2 output frames
-    recs[0] = SampleRecord(bad.id, bad.split, ("HELLO", "GO", "NO"), bad.path, bad.signer, bad.fps)
-    write_manifest(corpus, recs)
+    bad = _make_infeasible(corpus, 0, frames=5, glosses=("HELLO", "GO", "NO"))  # 2 output frames, needs 3
     out = tmp_path / "out"
     # the gate would refuse this corpus; --skip-gate shows what training does with it
     r = run_train("--data_dir", corpus, "--config", small_config, "--output_dir", out, "--epochs", 1, "--skip-gate")
