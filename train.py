@@ -177,7 +177,8 @@ def main(argv=None) -> int:
     train_ds = data.splits["train"]
     sampler = training.ShardedSampler(len(train_ds), rank, world, seed=cfg.seed)
     loader = training.make_loader(train_ds, cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, sampler=sampler)
-    steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
+    # the same on every rank (shards differ by at most one sample), so the LR schedules agree
+    steps_per_epoch = math.ceil(math.ceil(len(train_ds) / world) / cfg.batch_size)
     optimizer = training.build_optimizer(cfg, raw_model)
     scheduler = training.build_scheduler(cfg, optimizer, total_steps=max(1, steps_per_epoch * cfg.epochs))
     scaler = training.make_scaler(device, cfg)

@@ -126,9 +126,11 @@ def collate(samples: list[Sample]) -> Batch:
         raise DoubleNormalizationError(f"samples with different normalizations in one batch: {sorted(norms)}")
     lengths = torch.tensor([s.length for s in samples], dtype=torch.long)
     width = samples[0].features.shape[1]
-    feats = torch.zeros(len(samples), int(lengths.max()), width, dtype=torch.float32)
+    # pad in numpy: a torch slice copy is a parallel op that stalls on a busy 2-core machine
+    padded = np.zeros((len(samples), int(lengths.max()), width), dtype=np.float32)
     for i, s in enumerate(samples):
-        feats[i, : s.length] = s.features
+        padded[i, : s.length] = s.features.numpy()
+    feats = torch.from_numpy(padded)
     return Batch(
         features=feats,
         lengths=lengths,

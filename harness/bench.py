@@ -491,7 +491,7 @@ def section_loader(tmp: Path, quick: bool, rounds: int) -> SectionResult:
         return n_steps / (time.perf_counter() - t0)
 
     best = best_of_alternating({"w0": lambda: epoch_rate(loaders[0]), "step": step_rate, "w2": lambda: epoch_rate(loaders[2])}, rounds)
-    del loaders
+    loaders.clear()  # ends the persistent workers before the other sections run
     w0, w2, step = best["w0"]["best"], best["w2"]["best"], best["step"]["best"]
     mean_t = float(np.mean(ds.lengths()))
     res.figures = {"batch_size": cfg.batch_size, "train_samples": len(ds), "mean_frames": round(mean_t, 1), "threads": torch.get_num_threads(),
@@ -590,20 +590,20 @@ def section_memory(tmp: Path, quick: bool, rounds: int, n: int | None = None, fr
     big = write_synthetic_corpus(tmp / f"mem_{10 * n}", 10 * n, frames, seed=2)
     tasks = [("scan", "scan_corpus"), ("train_stats", "compute_train_stats")] + ([] if quick else [("iterate", "iterate the train DataLoader")])
     for task, label in tasks:
-        got = {}
+        got = {"n": [], "10n": []}
 
-        def measure(corpus):
+        def measure(size: str, corpus: Path) -> float:
             r = run_child(task, corpus=str(corpus))
-            got.setdefault(str(corpus), []).append(r)
+            got[size].append(r)
             return r["peak_rss_mb"]
 
-        best = best_of_alternating({"n": lambda: measure(small), "10n": lambda: measure(big)}, rounds, better=min)
+        best = best_of_alternating({"n": lambda: measure("n", small), "10n": lambda: measure("10n", big)}, rounds, better=min)
         pn, p10 = best["n"]["best"], best["10n"]["best"]
         growth = {k: min(r["peak_growth_mb"] for r in v) for k, v in got.items()}
-        res.figures[task] = {"peak_rss_mb": {"n": pn, "10n": p10}, "peak_growth_mb": {"n": growth[str(small)], "10n": growth[str(big)]},
+        res.figures[task] = {"peak_rss_mb": {"n": pn, "10n": p10}, "peak_growth_mb": growth,
                              "seconds": {k: min(r["seconds"] for r in v) for k, v in got.items()}}
         res.rows.append(Row("memory", f"{task}_peak_10n_vs_n", f"{label}: peak RSS {10 * n} vs {n} samples", p10 / pn,
-                            f"{p10:.0f} MB", f"{pn:.0f} MB", f"growth over start {growth[str(big)]:.0f} vs {growth[str(small)]:.0f} MB; {frames} frames a sample"))
+                            f"{p10:.0f} MB", f"{pn:.0f} MB", f"growth over start {growth['10n']:.0f} vs {growth['n']:.0f} MB; {frames} frames a sample"))
     res.figures.update({"n": n, "frames": frames, "dtype": "float16"})
     return res
 
@@ -704,6 +704,7 @@ def main(argv=None) -> int:
     p.add_argument("--scale", type=int, metavar="FRAMES", help="run the streaming compat data pass on a synthetic corpus of FRAMES frames")
     p.add_argument("--scale-dtype", choices=("float16", "float32"), default="float16", help="dtype of the --scale corpus files")
     p.add_argument("--trainer-workers", type=int, default=0, help="DataLoader num_workers of the trainer comparison (train.py's default is 0)")
+    p.add_argument("--trainer-threads", type=int, help="torch threads of both sides of the trainer comparison (default: train.py's, the CPU count)")
     p.add_argument("--tmp", type=Path, help="directory for the temporary corpora (default: the system temp dir); removed afterwards")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -724,7 +725,7 @@ def main(argv=None) -> int:
     try:
         for name in names:
             print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-            kwargs = {"num_workers": args.trainer_workers} if name == "trainer" else {}
+            kwargs = {"num_workers": args.trainer_workers, "threads": args.trainer_threads} if name == "trainer" else {}
             results.append(run_section(name, RUNNERS[name], tmp, args.quick, rounds, **kwargs))
         if args.scale:
             print(f"[bench] scale {args.scale:,} frames ...", file=sys.stderr, flush=True)

@@ -16,6 +16,7 @@ from data.normalize import METHODS
 from harness.findings import FAIL, Finding
 
 FINDINGS = pytest.StashKey[list]()
+THREADS = pytest.StashKey[int]()
 ITEM_FINDINGS = pytest.StashKey[list]()
 MARKERS = {
     "compat": "compatibility checks of corpus + configuration against the model (harness)",
@@ -47,17 +48,26 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{name}: {text}")
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(FindingsReporter(config), "cslr-findings-reporter")
-    else:
-        # xdist workers share the cores: one torch thread each avoids oversubscription, which
-        # slows CPU training steps ~10x on a 2-core machine
+    if not config.getoption("--gpu"):
+        # the checks run small batches: one torch thread avoids oversubscription (xdist workers,
+        # other jobs), which slows CPU steps ~5-10x on a 2-core machine; restored on exit
+        # because train.py runs the gate in-process before training
         import torch
 
+        config.stash[THREADS] = torch.get_num_threads()
         torch.set_num_threads(1)
     if config.getoption("--gpu"):
         import torch
 
         if not torch.cuda.is_available():
             raise pytest.UsageError("--gpu given but CUDA is not available on this machine (torch.cuda.is_available() is False); drop --gpu to run on CPU")
+
+
+def pytest_unconfigure(config):
+    if THREADS in config.stash:
+        import torch
+
+        torch.set_num_threads(config.stash[THREADS])
 
 
 def pytest_collection_modifyitems(config, items):

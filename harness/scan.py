@@ -105,7 +105,7 @@ def scan_corpus(corpus: Corpus, max_abs_coordinate: float = 4.0, impute_method: 
 
     if workers and workers > 1 and len(jobs) > 1:
         with mp.get_context("spawn").Pool(workers) as pool:
-            for s in pool.imap(_scan_one, jobs, chunksize=max(1, len(jobs) // (workers * 8))):
+            for s in pool.imap(_scan_one, jobs, chunksize=max(1, min(8, len(jobs) // (workers * 8)))):
                 absorb(s)
     else:
         for job in jobs:

@@ -29,7 +29,7 @@ class TrainConfig:
     clip: float = CLIP
     # optimisation
     batch_size: int = 8
-    epochs: int = 30
+    epochs: int = 20
     lr: float = 1e-3
     weight_decay: float = 1e-2
     warmup_steps: int = 50

@@ -3,6 +3,7 @@ processes and the CLI. No test asserts a speed: the machine is shared, so only s
 ratios that do not depend on load (bytes on disk) are checked."""
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -162,3 +163,34 @@ def test_bare_loop_child_trains_on_the_same_batches(tmp_path):
     r = bench.run_child("bare_loop", data_dir=str(corpus), config=str(config), epochs=2, threads=1, batch_size=4, with_loader=True)
     assert len(r["frames_per_s"]) == 2 and len(r["loader_frames_per_s"]) == 2
     assert all(x > 0 for x in r["frames_per_s"] + r["loader_frames_per_s"])
+
+
+@pytest.mark.slow
+def test_memory_section_compares_n_with_10n(tmp_path):
+    res = bench.section_memory(tmp_path, quick=True, rounds=1, n=2, frames=20)
+    keys = {r.key for r in res.rows}
+    assert keys == {"scan_peak_10n_vs_n", "train_stats_peak_10n_vs_n"}
+    for task in ("scan", "train_stats"):
+        fig = res.figures[task]
+        assert set(fig["peak_rss_mb"]) == {"n", "10n"} and all(v > 0 for v in fig["peak_rss_mb"].values())
+    assert all(r.value > 0 and r.met is not None for r in res.rows)
+
+
+@pytest.mark.slow
+def test_cli_scale_runs_the_streaming_data_pass(tmp_path):
+    out = tmp_path / "scale.json"
+    done = subprocess.run([sys.executable, "-m", "harness.bench", "--scale", "2000", "--json", str(out), "--tmp", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    assert {r["key"] for r in doc["rows"]} == {"scale_frames_per_s", "scale_peak_vs_corpus"}
+    fig = doc["sections"]["scale"]["figures"]
+    assert fig["frames"] == 2000 and fig["samples"] == 10 and fig["errors"] == 0
+    assert fig["findings"] == {"clean_features": "pass", "ctc_feasibility": "pass", "labels": "pass"}
+
+
+def test_scale_refuses_a_corpus_larger_than_the_free_disk(tmp_path):
+    free_frames = shutil.disk_usage(tmp_path).free // (RAW_DIM * 2)
+    with pytest.raises(SystemExit, match="--tmp"):
+        bench.section_scale(tmp_path, total_frames=int(free_frames * 2))
+    assert not any(tmp_path.iterdir())  # refused before writing anything

@@ -21,7 +21,7 @@ SMALL_MODEL = {"modality_dim": 16, "fusion_dim": 32, "conv_dim": 32, "lstm_hidde
 
 def run_train(*args, timeout=600, env=None):
     return subprocess.run(
-        [sys.executable, str(REPO / "train.py"), *map(str, args)],
+        [sys.executable, str(REPO / "train.py"), "--threads", "1", *map(str, args)],
         cwd=REPO, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
     )
 
