@@ -143,13 +143,6 @@ def train_step(model, batch: Batch, optimizer, scaler, cfg: TrainConfig, device:
     optimizer.zero_grad(set_to_none=True)
     loss, per_sample, _ = compute_loss(model, batch, device, cfg)
     bad = [batch.ids[i] for i in torch.nonzero(~torch.isfinite(per_sample.detach())).flatten().tolist()]
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        # every rank must skip together: one rank leaving before backward would leave the
-        # others waiting in the gradient all-reduce
-        flag = torch.tensor([float(bool(bad))], device=per_sample.device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        if flag.item() and not bad:
-            bad = ["<non-finite loss on another rank>"]
     if bad:
         return StepResult(float("nan"), float("nan"), per_sample.detach().float().cpu(), False, bad, True)
     scaler.scale(loss).backward()
