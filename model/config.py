@@ -33,7 +33,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-2
     warmup_steps: int = 50
-    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    grad_clip: float = 5.0  # max global grad norm; 0 disables (1.0 measured: dev WER 22% vs 12% at 5.0 on the demo corpus)
     amp: bool = False
     amp_dtype: str = "bfloat16"  # bfloat16 or float16 (float16 uses a GradScaler)
     device: str = "auto"  # auto, cpu, cuda

@@ -11,7 +11,7 @@ Inflated 3-D inception (I3D) ideas carried over to 1-D over time:
 
 Padding never leaks into valid frames: padded frames are zeroed at the input and after every
 layer (the mask is recomputed from lengths after each stride), max pooling sees -inf there,
-normalisation is per frame (LayerNorm over channels, never BatchNorm over time), and the LSTM
+conv normalisation uses each sample's own valid frames only (never batch statistics), and the LSTM
 runs on packed sequences. Convolutions use "same" padding with odd kernels, so every strided
 layer maps a length L to floor((L + 2p - k) / s) + 1 = ceil(L / s).
 """
@@ -76,8 +76,34 @@ def length_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     return (torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None])[:, None, :]
 
 
+class MaskedTimeNorm1d(nn.Module):
+    """Per-sample, per-channel normalisation over the valid frames (instance norm over time).
+
+    forward(x [B, C, T] float, mask [B, 1, T] bool, True on valid frames) -> [B, C, T].
+    Statistics come from the sample's own valid frames only, so padding cannot leak and no
+    sample depends on another (no batch statistics, no running buffers; train == eval).
+    Centring each channel over time is what lets CTC leave the all-blank plateau: a per-frame
+    LayerNorm over channels leaves a large constant per-channel offset that swamps the
+    frame-to-frame signal the alignment needs.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x, mask):
+        m = mask.to(x.dtype)
+        n = m.sum(dim=2, keepdim=True).clamp(min=1.0)  # (B, 1, 1) valid frames per sample
+        mean = (x * m).sum(dim=2, keepdim=True) / n
+        var = ((x - mean) ** 2 * m).sum(dim=2, keepdim=True) / n
+        y = (x - mean) * torch.rsqrt(var + self.eps)
+        return y * self.weight[None, :, None] + self.bias[None, :, None]
+
+
 class ConvNormAct1d(nn.Module):
-    """Conv1d ("same" padding) -> per-frame LayerNorm over channels -> GELU -> zero padded frames.
+    """Conv1d ("same" padding) -> per-sample norm over valid frames (MaskedTimeNorm1d) -> GELU -> zero padded frames.
 
     forward(x [B, C_in, T], lengths [B]) -> (y [B, C_out, T'], out_lengths [B]).
     """
@@ -87,9 +113,9 @@ class ConvNormAct1d(nn.Module):
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size={kernel_size}: only odd kernels keep 'same' length arithmetic")
         self.kernel_size, self.stride, self.padding = kernel_size, stride, kernel_size // 2
-        # no conv bias: the LayerNorm shift right after it makes one redundant
+        # no conv bias: the norm's shift right after it makes one redundant
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride, self.padding, bias=False)
-        self.norm = nn.LayerNorm(out_channels)
+        self.norm = MaskedTimeNorm1d(out_channels)
         self.act = act_layer()
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
@@ -97,9 +123,10 @@ class ConvNormAct1d(nn.Module):
 
     def forward(self, x, lengths):
         y = self.conv(x)  # (B, C_out, T')
-        y = self.act(self.norm(y.transpose(1, 2))).transpose(1, 2)
         out_lengths = self.output_lengths(lengths)
-        return y.masked_fill(~length_mask(out_lengths, y.shape[-1]), 0.0), out_lengths
+        mask = length_mask(out_lengths, y.shape[-1])
+        y = self.act(self.norm(y, mask))
+        return y.masked_fill(~mask, 0.0), out_lengths
 
 
 def masked_max_pool1d(x, lengths, kernel_size: int = 3, stride: int = 1):
