@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from data.corpus import _atomic_write, atomic_write_text
+from data.corpus import atomic_write, atomic_write_text
 from data.normalize import IMPUTATIONS, METHODS, FeatureStats
 from data.dataset import Vocabulary
 from model.config import load_config
@@ -69,7 +69,7 @@ def log(msg: str, master: bool = True) -> None:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    _atomic_write(path, lambda f: torch.save(state, f))
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def rng_state() -> dict:
@@ -104,7 +104,7 @@ def plot_metrics(rows: list[dict], path: Path) -> None:
     ax2.plot(epochs, [r["dev_wer"] for r in rows], "r-", label="dev WER")
     ax2.set_ylabel("dev WER", color="r")
     fig.tight_layout()
-    _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
     plt.close(fig)
 
 

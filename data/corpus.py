@@ -59,7 +59,8 @@ class SampleRecord:
 # ---------------------------------------------------------------------------- atomic writes
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Call write(f) on a temporary file beside `path`, fsync, then rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -76,7 +77,7 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
-    _atomic_write(Path(path), lambda f: f.write(data))
+    atomic_write(Path(path), lambda f: f.write(data))
 
 
 def atomic_write_text(path, text: str) -> None:
@@ -84,7 +85,7 @@ def atomic_write_text(path, text: str) -> None:
 
 
 def atomic_save_npy(path, array: np.ndarray) -> None:
-    _atomic_write(Path(path), lambda f: np.save(f, array, allow_pickle=False))
+    atomic_write(Path(path), lambda f: np.save(f, array, allow_pickle=False))
 
 
 # ---------------------------------------------------------------------------- manifest

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.corpus import _atomic_write
+from data.corpus import atomic_write
 from data.layout import COORDS, FEATURE_DIM, LAYOUT, LEFT_SHOULDER, MODALITIES, RAW_DIM, RIGHT_SHOULDER
 
 METHODS = ("none", "global", "per_sample", "per_modality", "body")
@@ -80,7 +80,7 @@ class FeatureStats:
         def write(f):
             np.savez(f, mean=self.mean, std=self.std, n_frames=np.int64(self.n_frames))
 
-        _atomic_write(path, write)
+        atomic_write(path, write)
 
     @classmethod
     def load(cls, path) -> "FeatureStats":

@@ -45,7 +45,7 @@ def save_nonfinite_batch(path, model, batch: Batch, model_name: str, model_args:
 
     Returns a one-line diagnosis: the first module whose output became non-finite and the samples.
     """
-    from data.corpus import _atomic_write
+    from data.corpus import atomic_write
 
     module = first_nonfinite_module(model, batch.features, batch.lengths)
     payload = {
@@ -62,7 +62,7 @@ def save_nonfinite_batch(path, model, batch: Batch, model_name: str, model_args:
         "epoch": epoch,
         "config": config,
     }
-    _atomic_write(Path(path), lambda f: torch.save(payload, f))
+    atomic_write(Path(path), lambda f: torch.save(payload, f))
     nonfinite_in = [batch.ids[i] for i in range(len(batch)) if not torch.isfinite(batch.features[i]).all()]
     where = f"first non-finite output at module '{module[0]}' ({module[1]})" if module else "forward is finite; the loss or backward pass is not"
     inputs = f"; non-finite input features in {nonfinite_in}" if nonfinite_in else ""
