@@ -11,6 +11,7 @@ nonfinite_batch.pt if training met a non-finite loss (replay: pytest --replay PA
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -168,9 +169,7 @@ def main(argv=None) -> int:
             data.stats.save(out / "norm_stats.npz")
     model = training.build_model(cfg, len(data.vocab)).to(device)
     raw_model = model
-    model_args = dict(vars(model.config)) if hasattr(model, "config") else {}
-    model_args["modalities"] = list(model_args.get("modalities", ()))
-    model_args["stage_blocks"] = list(model_args.get("stage_blocks", ()))
+    model_args = dataclasses.asdict(model.config)  # the constructor arguments: rebuilds the model alone
     log(f"model {cfg.model}: {count_parameters(model):,} parameters, {model_size_mb(model):.2f} MB; vocabulary {len(data.vocab)} (blank 0)", master)
     if distributed:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)

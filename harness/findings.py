@@ -26,9 +26,6 @@ class Finding:
     def ok(self) -> bool:
         return self.status != FAIL
 
-    def key_figure(self) -> str:
-        return self.values.get("key", "")
-
     def message(self) -> str:
         parts = [f"[{self.status.upper()}] {self.check}: {self.summary}"]
         if self.samples:
