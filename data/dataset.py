@@ -185,6 +185,7 @@ class MediaPipeFeatureDataset(torch.utils.data.Dataset):
         std_floor: float = STD_FLOOR,
         clip: float = CLIP,
         corpus: Corpus | None = None,
+        cache_bytes: int = 0,
     ):
         self.corpus = corpus if corpus is not None else Corpus(corpus_dir)
         self.split = split
@@ -202,6 +203,11 @@ class MediaPipeFeatureDataset(torch.utils.data.Dataset):
         self.normalization = normalization
         # train targets must be fully known; dev/test drop out-of-vocabulary glosses from targets
         self._unknown = "error" if split == "train" else "skip"
+        # model-ready features kept in memory after their first load, up to cache_bytes in total:
+        # later epochs then skip loading, temporal features and normalization
+        self.cache_bytes = int(cache_bytes)
+        self._cache: dict[int, torch.Tensor] = {}
+        self._cached_bytes = 0
 
     def __len__(self) -> int:
         return len(self.records)
@@ -216,11 +222,22 @@ class MediaPipeFeatureDataset(torch.utils.data.Dataset):
         out = self.normalizer(feats, raw=raw)
         return out[:, self.columns] if len(self.columns) != FEATURE_DIM else out
 
+    def _features_tensor(self, i: int) -> torch.Tensor:
+        cached = self._cache.get(i)
+        if cached is not None:
+            return cached
+        x = torch.from_numpy(np.ascontiguousarray(self.features(i)))
+        size = x.numel() * x.element_size()
+        if self._cached_bytes + size <= self.cache_bytes:
+            self._cache[i] = x
+            self._cached_bytes += size
+        return x
+
     def __getitem__(self, i: int) -> Sample:
         rec = self.records[i]
         return Sample(
             id=rec.id,
-            features=torch.from_numpy(np.ascontiguousarray(self.features(i))),
+            features=self._features_tensor(i),
             targets=torch.tensor(self.vocab.encode(rec.glosses, rec.id, self._unknown), dtype=torch.long),
             glosses=rec.glosses,
             normalization=self.normalization,

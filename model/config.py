@@ -39,6 +39,7 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda
     seed: int = 0
     num_workers: int = 0
+    cache_mb: int = 2048  # keep model-ready features in memory up to this many MiB a split (num_workers 0 only); 0 disables
     nonfinite: str = "stop"  # stop or skip a batch with non-finite loss/gradients
     # evaluation
     beam_width: int = 5
@@ -65,6 +66,8 @@ class TrainConfig:
             problems.append(f"device={self.device!r} (auto, cpu or cuda)")
         if self.nonfinite not in ("stop", "skip"):
             problems.append(f"nonfinite={self.nonfinite!r} (stop or skip)")
+        if self.cache_mb < 0:
+            problems.append(f"cache_mb={self.cache_mb} (must be >= 0; 0 disables the cache)")
         if self.std_floor <= 0:
             problems.append(f"std_floor={self.std_floor} (must be > 0)")
         if problems:

@@ -11,8 +11,9 @@ Inflated 3-D inception (I3D) ideas carried over to 1-D over time:
 
 Padding never leaks into valid frames: padded frames are zeroed at the input and after every
 layer (the mask is recomputed from lengths after each stride), max pooling sees -inf there,
-conv normalisation uses each sample's own valid frames only (never batch statistics), and the LSTM
-runs on packed sequences. Convolutions use "same" padding with odd kernels, so every strided
+conv normalisation counts valid frames only (batch norm: over the batch's valid frames in
+training, running statistics in eval; or per sample over time), and the LSTM runs on packed
+sequences. Convolutions use "same" padding with odd kernels, so every strided
 layer maps a length L to floor((L + 2p - k) / s) + 1 = ceil(L / s).
 """
 from __future__ import annotations
@@ -45,6 +46,7 @@ class I3DConfig:
     stage_blocks: tuple = (3, 4)  # inception blocks at T/2 and at T/4 (I3D has 2 + 5 + 2 "Mixed" blocks)
     lstm_hidden: int = 256  # per direction
     dropout: float = 0.1
+    norm: str = "batch"  # conv normalisation: "batch" (masked batch norm) or "instance" (per-sample over time)
 
     def __post_init__(self):
         # JSON round trips turn tuples into lists; normalise so asdict() is stable.
@@ -60,6 +62,8 @@ class I3DConfig:
             problems.append(f"conv_dim={self.conv_dim} (must be a positive multiple of 16: inception branches split it)")
         if len(self.stage_blocks) != 2 or self.stage_blocks[0] < 0 or self.stage_blocks[1] < 1:
             problems.append(f"stage_blocks={self.stage_blocks} (two counts, the second >= 1: it holds the stride-2 block)")
+        if self.norm not in NORM_LAYERS:
+            problems.append(f"norm={self.norm!r} (one of {sorted(NORM_LAYERS)})")
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout={self.dropout} (must be in [0, 1))")
         if problems:
@@ -82,9 +86,10 @@ class MaskedTimeNorm1d(nn.Module):
     forward(x [B, C, T] float, mask [B, 1, T] bool, True on valid frames) -> [B, C, T].
     Statistics come from the sample's own valid frames only, so padding cannot leak and no
     sample depends on another (no batch statistics, no running buffers; train == eval).
-    Centring each channel over time is what lets CTC leave the all-blank plateau: a per-frame
-    LayerNorm over channels leaves a large constant per-channel offset that swamps the
-    frame-to-frame signal the alignment needs.
+    Centring each channel over time lets CTC leave the all-blank plateau (a per-frame LayerNorm
+    over channels leaves a large constant per-channel offset that swamps the frame-to-frame
+    signal), but it also removes each sentence's mean: on the demo corpus it generalised worse
+    than batch norm (dev WER 7-28% vs 4-6% over two seeds), so "batch" is the default.
     """
 
     def __init__(self, channels: int, eps: float = 1e-5):
@@ -102,20 +107,47 @@ class MaskedTimeNorm1d(nn.Module):
         return y * self.weight[None, :, None] + self.bias[None, :, None]
 
 
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """Batch norm over the valid frames of a batch: forward(x [B, C, T], mask [B, 1, T] bool) -> [B, C, T].
+
+    Training: per-channel statistics over every valid frame of every sample (padded frames never
+    count), which also update the running statistics. Eval: the running statistics alone, so a
+    sample's output does not depend on the batch it is in.
+    """
+
+    def forward(self, x, mask):
+        if not self.training:
+            return super().forward(x)
+        m = mask.to(x.dtype)
+        n = m.sum().clamp(min=1.0)
+        mean = (x * m).sum(dim=(0, 2)) / n  # (C,)
+        var = (((x - mean[None, :, None]) ** 2) * m).sum(dim=(0, 2)) / n
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            unbiased = var * (n / (n - 1).clamp(min=1.0))
+            self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
+            self.running_var.lerp_(unbiased.detach().to(self.running_var.dtype), self.momentum)
+        y = (x - mean[None, :, None]) * torch.rsqrt(var[None, :, None] + self.eps)
+        return y * self.weight[None, :, None] + self.bias[None, :, None]
+
+
+NORM_LAYERS = {"batch": MaskedBatchNorm1d, "instance": MaskedTimeNorm1d}
+
+
 class ConvNormAct1d(nn.Module):
-    """Conv1d ("same" padding) -> per-sample norm over valid frames (MaskedTimeNorm1d) -> GELU -> zero padded frames.
+    """Conv1d ("same" padding) -> norm over valid frames (NORM_LAYERS[norm]) -> GELU -> zero padded frames.
 
     forward(x [B, C_in, T], lengths [B]) -> (y [B, C_out, T'], out_lengths [B]).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1, act_layer=nn.GELU):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1, act_layer=nn.GELU, norm: str = "batch"):
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size={kernel_size}: only odd kernels keep 'same' length arithmetic")
         self.kernel_size, self.stride, self.padding = kernel_size, stride, kernel_size // 2
         # no conv bias: the norm's shift right after it makes one redundant
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride, self.padding, bias=False)
-        self.norm = MaskedTimeNorm1d(out_channels)
+        self.norm = NORM_LAYERS[norm](out_channels)
         self.act = act_layer()
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
@@ -216,7 +248,7 @@ class I3DTeacher(nn.Module):
         self.config = config = config or I3DConfig()
         self.input_dim = input_dim(config.modalities)
         self.fusion = ModalityFusion(config.modalities, config.modality_dim, config.fusion_dim, config.dropout)
-        conv_block = partial(ConvNormAct1d, act_layer=nn.GELU)
+        conv_block = partial(ConvNormAct1d, act_layer=nn.GELU, norm=config.norm)
         self.stem = conv_block(config.fusion_dim, config.conv_dim, 5, 2)
         blocks = [InceptionBlock1d(config.conv_dim, config.conv_dim, 1, conv_block) for _ in range(config.stage_blocks[0])]
         blocks += [

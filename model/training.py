@@ -63,12 +63,15 @@ def build_data(cfg: TrainConfig, vocab: Vocabulary | None = None, stats: Feature
     vocab = vocab or Vocabulary.from_records(corpus.records)
     if cfg.normalize == "global" and stats is None:
         stats = compute_train_stats(corpus, cfg.impute)
+    # DataLoader workers each hold a copy of the dataset: the cache serves the in-process loader only
+    cache_bytes = cfg.cache_mb * 2**20 if cfg.num_workers == 0 else 0
     splits = {}
     for split in ("train", "dev", "test"):
         if corpus.split(split):
             splits[split] = MediaPipeFeatureDataset(
                 corpus.dir, split, vocab=vocab, normalization=cfg.normalize, modalities=cfg.modalities,
                 impute_method=cfg.impute, stats=stats, std_floor=cfg.std_floor, clip=cfg.clip, corpus=corpus,
+                cache_bytes=cache_bytes,
             )
     kind = ""
     if (corpus.dir / "corpus.json").is_file():

@@ -190,6 +190,20 @@ def test_dataset_pipeline_and_collate(tmp_path):
         assert_not_normalized(b)
 
 
+def test_in_memory_cache_serves_identical_samples_within_its_budget(tmp_path):
+    make_corpus(tmp_path)
+    plain = MediaPipeFeatureDataset(tmp_path, "train", normalization="per_sample")
+    one = plain[0].features
+    budget = one.numel() * one.element_size()  # room for the first sample only
+    cached = MediaPipeFeatureDataset(tmp_path, "train", normalization="per_sample", cache_bytes=budget)
+    first = [cached[i].features for i in range(len(cached))]
+    second = [cached[i].features for i in range(len(cached))]
+    assert all(torch.equal(a, plain[i].features) and torch.equal(b, a) for i, (a, b) in enumerate(zip(first, second)))
+    assert second[0] is first[0]  # served from memory
+    assert all(second[i] is not first[i] for i in range(1, len(cached)))  # over budget: loaded again
+    assert cached._cached_bytes <= budget
+
+
 def test_global_stats_come_from_train_only(tmp_path):
     make_corpus(tmp_path)
     c = Corpus(tmp_path)

@@ -8,7 +8,7 @@ import torch
 from data.layout import MODALITIES, input_dim
 from model import I3DConfig, I3DTeacher, create_model, model_from_checkpoint_args
 from model.ctc import ctc_loss_per_sample, uniform_ctc_loss
-from model.i3d import TEMPORAL_STRIDE, count_parameters, expected_output_length, model_size_mb
+from model.i3d import TEMPORAL_STRIDE, MaskedBatchNorm1d, count_parameters, expected_output_length, model_size_mb
 from model.registry import list_models, register_model
 
 # Small widths keep these tests fast on CPU; the default size is only built where it is the point.
@@ -45,7 +45,8 @@ def test_default_parameter_count_near_reference():
     print(f"\ni3d_teacher default: {n:,} parameters, {mb:.1f} MiB (reference {REFERENCE_PARAMETERS:,}, {n / REFERENCE_PARAMETERS - 1:+.1%})")
     assert model.input_dim == 6516 and model.config.vocab_size == 1296
     assert abs(n / REFERENCE_PARAMETERS - 1) <= 0.10
-    assert mb == pytest.approx(4 * n / 2**20)  # float32 parameters, no buffers
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())  # batch norm running statistics
+    assert mb == pytest.approx((4 * n + buffers) / 2**20)
 
 
 def test_output_lengths_match_real_shapes():
@@ -65,8 +66,13 @@ def test_output_lengths_match_real_shapes():
     assert log_probs.shape[1] == expected_output_length(200)
 
 
-def test_padding_never_leaks():
-    model = tiny_model(modalities=MODALITIES).eval()
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_padding_never_leaks(norm):
+    model = tiny_model(modalities=MODALITIES, norm=norm)
+    if norm == "batch":  # non-trivial running statistics, as after training
+        with torch.no_grad():
+            model.train()(*random_batch([50, 20], input_dim(), seed=9))
+    model.eval()
     lengths = [57, 1, 2, 3, 9, 24, 40, 56]
     x, lens = random_batch(lengths, input_dim(), seed=1)
     garbage = x.clone()
@@ -80,6 +86,23 @@ def test_padding_never_leaks():
             assert n == int(alone_lengths[0]) == alone.shape[1]
             assert (batched[b, :n] - alone[0]).abs().max().item() <= 1e-5, f"sample of length {length} changes when padded"
             assert (batched_garbage[b, :n] - alone[0]).abs().max().item() <= 1e-5, f"padding values leak into sample {b}"
+
+
+def test_masked_batch_norm_ignores_padding_and_tracks_valid_frames():
+    norm = MaskedBatchNorm1d(4, momentum=1.0)  # momentum 1: running statistics = the last batch's
+    x = torch.randn(3, 4, 10) * 3 + 2
+    lengths = torch.tensor([10, 6, 2])
+    mask = torch.arange(10)[None, None, :] < lengths[:, None, None]
+    garbage = x.masked_fill(~mask, 1e4)
+    y = norm.train()(garbage, mask)
+    valid = x.transpose(1, 2)[mask[:, 0]]  # (valid frames, C)
+    expected = (valid - valid.mean(0)) / torch.sqrt(valid.var(0, unbiased=False) + norm.eps)
+    assert torch.allclose(y.transpose(1, 2)[mask[:, 0]], expected, atol=1e-5)
+    assert torch.allclose(norm.running_mean, valid.mean(0), atol=1e-5)
+    assert torch.allclose(norm.running_var, valid.var(0, unbiased=True), atol=1e-4)
+    norm.eval()  # eval: running statistics, so a sample alone gives what it gives in any batch
+    alone = norm(x[1:2, :, :6], mask[1:2, :, :6])
+    assert torch.allclose(norm(x, mask)[1, :, :6], alone[0], atol=1e-6)
 
 
 def test_padded_frames_get_zero_gradient():
