@@ -103,6 +103,10 @@ def test_masked_batch_norm_ignores_padding_and_tracks_valid_frames():
     norm.eval()  # eval: running statistics, so a sample alone gives what it gives in any batch
     alone = norm(x[1:2, :, :6], mask[1:2, :, :6])
     assert torch.allclose(norm(x, mask)[1, :, :6], alone[0], atol=1e-6)
+    cumulative = MaskedBatchNorm1d(4, momentum=None).train()  # momentum None: running averages are plain means
+    cumulative(x, mask)
+    cumulative(x * 2, mask)
+    assert torch.allclose(cumulative.running_mean, 1.5 * valid.mean(0), atol=1e-5)
 
 
 def test_padded_frames_get_zero_gradient():
