@@ -463,7 +463,9 @@ def section_loader(tmp: Path, quick: bool, rounds: int) -> SectionResult:
     from model.config import TrainConfig
 
     res = SectionResult("loader")
-    cfg = TrainConfig(data_dir=str(_training_corpus(tmp, quick)))  # the default model and data pipeline
+    # the default model and data pipeline, without the in-memory cache: every batch is loaded
+    # from disk, as on a corpus larger than the cache
+    cfg = TrainConfig(data_dir=str(_training_corpus(tmp, quick)), cache_mb=0)
     data = training.build_data(cfg)
     ds = data.splits["train"]
     loaders = {w: training.make_loader(ds, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=w) for w in (0, 2)}
