@@ -275,6 +275,13 @@ def main(argv=None) -> int:
             dist.barrier()
 
     # ------------------------------------------------------------------ final evaluation
+    if distributed:
+        # Leave the group in step, after the DDP wrapper (whose reducer holds gloo work) is gone:
+        # a rank tearing gloo down while work or a peer is pending can abort (SIGABRT, seen once
+        # in CI). The final evaluation needs no collectives.
+        del model
+        dist.barrier()
+        dist.destroy_process_group()
     if master:
         if best_path.exists():
             raw_model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["model"])
@@ -287,8 +294,6 @@ def main(argv=None) -> int:
                     f"{split} WER {w.wer:.2%} (beam {cfg.beam_width}; {w.substitutions} sub, {w.deletions} del, "
                     f"{w.insertions} ins over {w.n_ref_words} words)"
                 )
-    if distributed:
-        dist.destroy_process_group()
     return 0
 
 
