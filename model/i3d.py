@@ -80,6 +80,19 @@ def length_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     return (torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None])[:, None, :]
 
 
+def masked_moments(x, mask, dims):
+    """Statistics of x [B, C, T] over `dims`, counting only frames where mask [B, 1, T] is True.
+
+    Returns (mean, centred x, biased variance, valid-frame count), reduced dims kept as size 1.
+    """
+    m = mask.to(x.dtype)
+    n = m.sum(dim=dims, keepdim=True).clamp(min=1.0)
+    mean = (x * m).sum(dim=dims, keepdim=True) / n
+    centred = x - mean
+    var = (centred**2 * m).sum(dim=dims, keepdim=True) / n
+    return mean, centred, var, n
+
+
 class MaskedTimeNorm1d(nn.Module):
     """Per-sample, per-channel normalisation over the valid frames (instance norm over time).
 
@@ -99,11 +112,8 @@ class MaskedTimeNorm1d(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x, mask):
-        m = mask.to(x.dtype)
-        n = m.sum(dim=2, keepdim=True).clamp(min=1.0)  # (B, 1, 1) valid frames per sample
-        mean = (x * m).sum(dim=2, keepdim=True) / n
-        var = ((x - mean) ** 2 * m).sum(dim=2, keepdim=True) / n
-        y = (x - mean) * torch.rsqrt(var + self.eps)
+        _, centred, var, _ = masked_moments(x, mask, dims=2)  # per sample and channel: (B, C, 1)
+        y = centred * torch.rsqrt(var + self.eps)
         return y * self.weight[None, :, None] + self.bias[None, :, None]
 
 
@@ -116,22 +126,18 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     """
 
     def forward(self, x, mask):
-        use_running = self.running_mean is not None and not self.training
-        if use_running:
+        if self.running_mean is not None and not self.training:
             return super().forward(x)
         # statistics in float32 whatever the autocast dtype, as torch's batch norm does
-        xf, m = x.float(), mask.float()
-        n = m.sum().clamp(min=1.0)
-        mean = (xf * m).sum(dim=(0, 2)) / n  # (C,)
-        var = (((xf - mean[None, :, None]) ** 2) * m).sum(dim=(0, 2)) / n
+        mean, centred, var, n = masked_moments(x.float(), mask, dims=(0, 2))  # per channel: (1, C, 1)
         if self.training and self.running_mean is not None:
             with torch.no_grad():
                 self.num_batches_tracked += 1
                 momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                unbiased = var * (n / (n - 1).clamp(min=1.0))
-                self.running_mean.lerp_(mean.detach(), momentum)
+                unbiased = var.flatten() * (n.flatten() / (n.flatten() - 1).clamp(min=1.0))
+                self.running_mean.lerp_(mean.flatten().detach(), momentum)
                 self.running_var.lerp_(unbiased.detach(), momentum)
-        y = (xf - mean[None, :, None]) * torch.rsqrt(var[None, :, None] + self.eps)
+        y = centred * torch.rsqrt(var + self.eps)
         if self.affine:
             y = y * self.weight[None, :, None] + self.bias[None, :, None]
         return y
