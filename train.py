@@ -11,7 +11,6 @@ nonfinite_batch.pt if training met a non-finite loss (replay: pytest --replay PA
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -28,6 +27,8 @@ import torch.distributed as dist
 from data.corpus import atomic_write, atomic_write_text
 from data.normalize import IMPUTATIONS, METHODS, FeatureStats
 from data.dataset import Vocabulary
+from data.layout import input_dim
+from model.components import ComponentError
 from model.config import load_config
 from model import training
 from model.i3d import count_parameters, model_size_mb
@@ -161,15 +162,15 @@ def main(argv=None) -> int:
     stats = FeatureStats.from_dict(ckpt["norm_stats"]) if ckpt and ckpt.get("norm_stats") else None
     data = training.build_data(cfg, vocab=vocab, stats=stats)
     if "train" not in data.splits:
-        raise SystemExit(f"{data.corpus.dir}: no train split; the manifest needs rows with split=train")
+        raise SystemExit(f"{data.source}: no train split; the manifest needs rows with split=train")
     if master:
         atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
         data.vocab.save(out / "vocab.json")
         if data.stats is not None:
             data.stats.save(out / "norm_stats.npz")
-    model = training.build_model(cfg, len(data.vocab)).to(device)
+    model = training.build_model(cfg, len(data.vocab), data.input_dim).to(device)
     raw_model = model
-    model_args = dataclasses.asdict(model.config)  # the constructor arguments: rebuilds the model alone
+    model_args = training.model_args(cfg, model, len(data.vocab), data.input_dim)  # rebuilds the model alone
     log(f"model {cfg.model}: {count_parameters(model):,} parameters, {model_size_mb(model):.2f} MB; vocabulary {len(data.vocab)} (blank 0)", master)
     if distributed:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -215,8 +216,9 @@ def main(argv=None) -> int:
         from data.dataset import collate
         from harness.diagnostics import first_batch_report
 
-        first = training.to_model_input(collate([train_ds[i] for i in range(min(cfg.batch_size, len(train_ds)))]), device)
-        log(first_batch_report(raw_model, first, cfg.modalities, len(data.vocab)))
+        first = training.to_model_input(collate([train_ds[i] for i in range(min(cfg.batch_size, len(train_ds)))]), device, training.batch_transform(cfg))
+        layout = cfg.modalities if first.features.shape[-1] == input_dim(cfg.modalities) else None
+        log(first_batch_report(raw_model, first, layout, len(data.vocab)))
 
     # ------------------------------------------------------------------ train
     from tqdm import tqdm
@@ -233,7 +235,8 @@ def main(argv=None) -> int:
                 res = training.train_step(model, batch, optimizer, scaler, cfg, device, scheduler)
                 global_step += 1
                 if not res.finite:
-                    where = save_nonfinite_batch(out / "nonfinite_batch.pt", raw_model, training.to_model_input(batch, device), cfg.model, model_args, global_step, epoch, cfg.to_dict())
+                    seen = training.to_model_input(batch, device, training.batch_transform(cfg))  # what the model saw
+                    where = save_nonfinite_batch(out / "nonfinite_batch.pt", raw_model, seen, cfg.model, model_args, global_step, epoch, cfg.to_dict())
                     what = "loss" if not math.isfinite(res.loss) else "gradient norm"
                     log(f"non-finite {what} at epoch {epoch} step {global_step}, samples {res.nonfinite_ids}: {where}", True)
                     if cfg.nonfinite == "stop":
@@ -298,4 +301,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except ComponentError as exc:  # a configured model/dataset/batch_transform that does not load or keep its contract
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

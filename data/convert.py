@@ -641,7 +641,11 @@ def gloss_statistics(corpus_dir) -> dict:
     "oov_rate": {"dev"/"test": fraction of tokens not in the train vocabulary, None if empty},
     "oov_glosses": {"dev"/"test": distinct such glosses}}. Rows with an unknown split are ignored.
     """
-    records = read_manifest(corpus_dir, validate=False)
+    return records_statistics(read_manifest(corpus_dir, validate=False))
+
+
+def records_statistics(records) -> dict:
+    """gloss_statistics of any records with .split, .glosses and .signer (a manifest's, or a user dataset's)."""
     by_split = {s: [r for r in records if r.split == s] for s in SPLITS}
     vocab = {g for r in by_split["train"] for g in r.glosses}
     signer_sets = {s: {r.signer for r in recs if r.signer} for s, recs in by_split.items()}

@@ -1,7 +1,9 @@
 """Everything the checks need for one training configuration, built lazily and once.
 
-The pytest plugin's session fixtures and train.py's first-batch diagnostics both draw from a
-HarnessContext, so the checks always see the corpus, datasets and model training will use.
+The pytest plugin's session fixture, the gate, the fault catalogue and the benchmark all draw
+from a HarnessContext, so the checks always see the data, transform and model training will
+use: the project's corpus and MediaPipeFeatureDataset, or the user's own dataset factory,
+batch_transform and model factory (model/components.py).
 """
 from __future__ import annotations
 
@@ -10,40 +12,118 @@ import functools
 import torch
 
 from data.corpus import Corpus
-from data.dataset import MediaPipeFeatureDataset, Vocabulary
+from data.dataset import MediaPipeFeatureDataset, Vocabulary, collate
+from data.layout import input_dim as layout_input_dim
 from data.normalize import METHODS
-from harness.scan import scan_corpus
+from harness.scan import scan_corpus, scan_dataset
 from harness.thresholds import resolve
 from model import training
+from model.components import EXTERNAL, ExternalDataset, load_external_splits
 from model.config import TrainConfig
 
 
+def harness_device(cfg: TrainConfig, gpu: bool = False) -> torch.device:
+    """The one place the checks' device comes from: the configuration's device, as train.py
+    resolves it; --gpu means cuda, exactly like train.py's --gpu."""
+    return training.resolve_device("cuda" if gpu else cfg.device)
+
+
 class HarnessContext:
-    def __init__(self, cfg: TrainConfig, device: torch.device | str = "cpu", workers: int = 0):
+    def __init__(self, cfg: TrainConfig, device: torch.device | str | None = None, workers: int = 0):
         self.cfg = cfg
-        self.device = torch.device(device)
+        self.device = torch.device(device) if device is not None else harness_device(cfg)
         self.workers = workers
         self.thresholds = resolve(cfg.thresholds)
+        self._datasets: dict = {}
+
+    # ------------------------------------------------------------------ what is checked
+
+    @property
+    def external(self) -> bool:
+        """True when the dataset is the user's own (cfg.dataset), not MediaPipeFeatureDataset."""
+        return self.cfg.dataset is not None
 
     @functools.cached_property
-    def corpus(self) -> Corpus:
-        # validate=False: manifest problems become findings of the labels check, not a crash
+    def corpus(self) -> Corpus | None:
+        """The raw corpus (data_dir, or the demo corpus for the project's own dataset); None for
+        a user dataset without data_dir. validate=False: manifest problems are the labels check's."""
+        if self.external and self.cfg.data_dir is None:
+            return None
         return Corpus(training.corpus_dir(self.cfg), validate=False)
 
     @functools.cached_property
-    def scan(self):
+    def _external_splits(self) -> dict:
+        return load_external_splits(self.cfg.dataset, self.cfg.config_dir)
+
+    @functools.cached_property
+    def _corpus_scan(self):
         return scan_corpus(self.corpus, self.thresholds["max_abs_coordinate"], self.cfg.impute, self.workers)
 
     @functools.cached_property
+    def _dataset_scan(self):
+        vocab = Vocabulary([])  # the scan reads ids, features and glosses only
+        splits = {s: ExternalDataset(ds, self.cfg.dataset, s, vocab) for s, ds in self._external_splits.items()}
+        return scan_dataset(splits, self.cfg.dataset)
+
+    @property
+    def raw_scan(self):
+        """The scan of the raw corpus files (clean_features), None without a corpus."""
+        return self._corpus_scan if self.corpus is not None else None
+
+    @property
+    def scan(self):
+        """The scan of what the dataset yields: the corpus files, or the user dataset's items."""
+        return self._dataset_scan[0] if self.external else self._corpus_scan
+
+    @property
+    def records(self) -> list:
+        """One record (id, split, glosses) per sample, in each split's index order."""
+        return self._dataset_scan[1] if self.external else self.corpus.records
+
+    @property
+    def label_source(self):
+        """The corpus directory whose manifest the labels check reads, or None for a user dataset."""
+        return None if self.external else self.corpus.dir
+
+    @functools.cached_property
     def vocab(self) -> Vocabulary:
+        if self.external:
+            bad = {f.id for f in self.scan.files if f.error}
+            return Vocabulary.from_records([r for r in self.records if r.id not in bad])
         return Vocabulary.from_records(self.corpus.records)
 
     @property
     def train_frames(self) -> int:
         return sum(f.frames for f in self.scan.by_split("train") if not f.error)
 
-    @functools.lru_cache(maxsize=None)
-    def dataset(self, method: str | None = None, split: str = "train", modalities=None) -> MediaPipeFeatureDataset:
+    @functools.cached_property
+    def input_dim(self) -> int:
+        """Features per frame the model receives from the dataset (before batch_transform)."""
+        if self.external:
+            widths = [f.width for f in self.scan.files if not f.error]
+            if not widths:
+                raise ValueError(f"dataset = {self.cfg.dataset!r}: no item could be read (see the contract check)")
+            return widths[0]
+        return layout_input_dim(self.cfg.modalities)
+
+    @property
+    def follows_layout(self) -> bool:
+        """Whether the features are the MediaPipe layout of cfg.modalities (data/layout.py)."""
+        return self.input_dim == layout_input_dim(self.cfg.modalities)
+
+    # ------------------------------------------------------------------ datasets, model, batches
+
+    def dataset(self, method: str | None = None, split: str = "train", modalities=None):
+        key = (method, split, tuple(modalities) if modalities else None)
+        if key not in self._datasets:
+            self._datasets[key] = self._build_dataset(method, split, modalities)
+        return self._datasets[key]
+
+    def _build_dataset(self, method, split, modalities):
+        if self.external:
+            if method not in (None, EXTERNAL):
+                raise ValueError(f"the dataset is the user's ({self.cfg.dataset}); normalization {method!r} is not the harness's to choose")
+            return ExternalDataset(self._external_splits[split], self.cfg.dataset, split, self.vocab, self.input_dim)
         method = method or self.cfg.normalize
         if method not in METHODS:
             raise ValueError(f"unknown normalization {method!r}")
@@ -54,24 +134,34 @@ class HarnessContext:
             std_floor=self.cfg.std_floor, clip=self.cfg.clip, corpus=self.corpus,
         )
 
-    def model(self, modalities=None, seed: int | None = None) -> torch.nn.Module:
+    def split_records(self, split: str = "train") -> list:
+        return [r for r in self.records if r.split == split]
+
+    def model(self, modalities=None, seed: int | None = None, input_dim: int | None = None) -> torch.nn.Module:
         torch.manual_seed(self.cfg.seed if seed is None else seed)
         cfg = self.cfg if modalities is None else self.cfg.replace(modalities=modalities)
-        return training.build_model(cfg, len(self.vocab)).to(self.device)
+        return training.build_model(cfg, len(self.vocab), input_dim or self.input_dim).to(self.device)
+
+    @functools.cached_property
+    def transform(self):
+        """The configured batch_transform as batch -> batch, or None."""
+        return training.batch_transform(self.cfg)
+
+    def to_input(self, batch):
+        """Exactly what training feeds the model: the loader batch on the device, transformed."""
+        return training.to_model_input(batch, self.device, self.transform)
 
     def probe_indices(self, method: str | None = None, k_random: int = 4) -> list[int]:
         from harness.training_checks import extreme_indices
 
-        return extreme_indices(self.scan.files, self.dataset(method).records, k_random=k_random, seed=self.cfg.seed)
+        return extreme_indices(self.scan.files, self.split_records("train"), k_random=k_random, seed=self.cfg.seed)
 
     def overfit_indices(self) -> list[int]:
         """The fixed tiny subset the overfit check trains on: the shortest train samples (fast)."""
-        ds = self.dataset()
-        lengths = ds.lengths()
-        return sorted(range(len(ds)), key=lambda i: (lengths[i], ds.records[i].id))[: self.thresholds["overfit_samples"]]
+        frames = {f.id: f.frames for f in self.scan.files if not f.error}
+        usable = [(frames[r.id], r.id, i) for i, r in enumerate(self.split_records("train")) if r.id in frames]
+        return [i for _, _, i in sorted(usable)[: self.thresholds["overfit_samples"]]]
 
     def probe_batch(self, method: str | None = None, n: int = 4):
-        from data.dataset import collate
-
         ds = self.dataset(method)
-        return training.to_model_input(collate([ds[i] for i in self.probe_indices(method)[:n]]), self.device)
+        return self.to_input(collate([ds[i] for i in self.probe_indices(method)[:n]]))

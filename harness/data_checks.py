@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from data.convert import gloss_statistics
+from data.convert import gloss_statistics, records_statistics
 from data.corpus import manifest_problems
 from data.dataset import Vocabulary, collate, model_features
 from data.layout import describe_column, modality_of_column, modality_widths
@@ -138,7 +138,16 @@ def check_labels(corpus_dir, records, vocab: Vocabulary, scan: CorpusScan | None
     """Empty sequences, unknown glosses, blank id in targets, duplicate ids, a sample in two splits."""
     start = time.perf_counter()
     fails, warns, samples = [], [], []
-    problems = manifest_problems(corpus_dir, records)
+    if corpus_dir is None:  # a user dataset: its records come from its items; unreadable ones are the contract check's
+        unreadable = {f.id for f in scan.files if f.error} if scan is not None else set()
+        records = [r for r in records if r.id not in unreadable]
+        seen, problems = set(), []
+        for r in records:
+            if r.id in seen:
+                problems.append(f"duplicate id {r.id!r} (split {r.split}); ids must be unique across splits")
+            seen.add(r.id)
+    else:
+        problems = manifest_problems(corpus_dir, records)
     if problems:
         fails.append(f"{len(problems)} manifest problem(s): {problems[0]}")
         samples += [r.id for r in records if any(f"(id {r.id!r})" in p for p in problems)]
@@ -162,7 +171,7 @@ def check_labels(corpus_dir, records, vocab: Vocabulary, scan: CorpusScan | None
     if train_unknown:
         fails.append(f"{len(train_unknown)} train sample(s) use glosses missing from the vocabulary")
         samples += train_unknown
-    stats = gloss_statistics(corpus_dir)
+    stats = gloss_statistics(corpus_dir) if corpus_dir is not None else records_statistics(records)
     for s in ("dev", "test"):
         rate = stats["oov_rate"][s]
         if rate:
@@ -182,7 +191,8 @@ def check_labels(corpus_dir, records, vocab: Vocabulary, scan: CorpusScan | None
             samples += [f.id for fs in leaks for f in fs]
     by_path = defaultdict(set)
     for r in records:
-        by_path[r.path].add(r.split)
+        if r.path:  # a user dataset's records have none
+            by_path[r.path].add(r.split)
     shared = [p for p, sp in by_path.items() if len(sp) > 1]
     if shared:
         fails.append(f"{len(shared)} feature file(s) listed in two splits, e.g. {shared[0]}")

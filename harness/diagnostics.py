@@ -16,7 +16,8 @@ def modality_summary(batch: Batch, modalities) -> list[tuple]:
     valid = torch.arange(batch.features.shape[1], device=batch.lengths.device)[None] < batch.lengths[:, None]
     x = batch.features[valid].float()  # (frames, F)
     rows, start = [], 0
-    for name, width in modality_widths(modalities).items():
+    widths = modality_widths(modalities) if modalities is not None else {"all": x.shape[1]}  # None: not the layout
+    for name, width in widths.items():
         block = x[:, start : start + width]
         start += width
         rows.append((name, width, float(block.mean()), float(block.std()), float(block.min()), float(block.max())))

@@ -5,7 +5,8 @@ import json
 from dataclasses import asdict, dataclass, field
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
-_RANK = {PASS: 0, WARN: 1, FAIL: 2}
+SKIP = "skip"  # the check does not apply to this setup; `summary` says why
+_RANK = {SKIP: 0, PASS: 0, WARN: 1, FAIL: 2}
 
 
 @dataclass
@@ -40,6 +41,12 @@ class Finding:
             parts.append(f"  hint: {self.hint}")
         return "\n".join(parts)
 
+    @classmethod
+    def from_json(cls, d: dict) -> "Finding":
+        """The inverse of to_json (plots come back as names only)."""
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "plots"}
+        return cls(**known, plots={name: b"" for name in d.get("plots", [])})
+
     def to_json(self) -> dict:
         d = asdict(self)
         d.pop("plots")
@@ -61,3 +68,28 @@ def worst(statuses) -> str:
 
 def status_from(fail: bool, warn: bool = False) -> str:
     return FAIL if fail else WARN if warn else PASS
+
+
+def format_findings(findings) -> str:
+    """The closing table (check, status, key figure), then each failed check with its cause, its
+    samples, features and hint, then the reasons of skipped checks. Findings as Finding or JSON dicts."""
+    rows = [f.to_json() if isinstance(f, Finding) else f for f in findings]
+    if not rows:
+        return ""
+    width = max(len(f["check"]) for f in rows)
+    lines = [f"{'check':<{width}}  status  key figure"]
+    lines += [f"{f['check']:<{width}}  {f['status']:<6}  {f['values'].get('key', '') if f['status'] != SKIP else '-'}" for f in rows]
+    for f in rows:
+        if f["status"] != FAIL:
+            continue
+        lines.append(f"FAIL {f['check']}: {f['summary']}")
+        if f.get("samples"):
+            lines.append(f"     samples: {', '.join(map(str, f['samples'][:10]))}{' ...' if len(f['samples']) > 10 else ''} ({len(f['samples'])})")
+        if f.get("features"):
+            lines.append(f"     features: {', '.join(map(str, f['features'][:8]))}{' ...' if len(f['features']) > 8 else ''} ({len(f['features'])})")
+        if f.get("hint"):
+            lines.append(f"     hint: {f['hint']}")
+    for f in rows:
+        if f["status"] == SKIP:
+            lines.append(f"skip {f['check']}: {f['summary']}")
+    return "\n".join(lines)

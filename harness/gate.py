@@ -1,24 +1,30 @@
 """The gate in front of train.py: run the compat + smoke checks for the exact configuration,
 in-process through pytest and the harness plugin, and refuse to train if any fails.
 
-The verdict is cached under a fingerprint of the corpus (manifest bytes, file sizes and
-mtimes), the configuration and the code (hash of data/, model/, harness/, tests/compat/), so
-an unchanged setup does not re-run the checks.
+The configuration goes to the run as an object and the findings come back as Finding objects
+(harness.plugin.ConfiguredRun). The verdict is cached under a fingerprint of the corpus
+(manifest bytes, file sizes and mtimes), the configuration, the project's code (hash of data/,
+model/, harness/) and the source of the user's model, dataset and batch_transform, so an
+unchanged setup does not re-run the checks and a changed one always does.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from data.corpus import Corpus, atomic_write_text
+from harness.findings import FAIL, WARN
 from model import training
+from model.components import source_digest
 from model.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
-CODE_DIRS = ("data", "model", "harness", "tests/compat")
+CODE_DIRS = ("data", "model", "harness")
+SUITE = Path(__file__).with_name("pytest_suite.py")
 
 
 def code_version() -> str:
@@ -31,12 +37,17 @@ def code_version() -> str:
 
 
 def fingerprint(cfg: TrainConfig) -> str:
-    corpus = Corpus(training.corpus_dir(cfg), validate=False)
     gate_relevant = cfg.to_dict()
     for k in ("output_dir", "epochs", "num_workers", "beam_width"):  # do not change what is checked
         gate_relevant.pop(k, None)
-    gate_relevant["data_dir"] = str(Path(corpus.dir).resolve())
-    blob = json.dumps({"corpus": corpus.fingerprint(), "config": gate_relevant, "code": code_version()}, sort_keys=True)
+    corpus = None
+    if cfg.dataset is None or cfg.data_dir is not None:
+        c = Corpus(training.corpus_dir(cfg), validate=False)
+        corpus = c.fingerprint()
+        gate_relevant["data_dir"] = str(Path(c.dir).resolve())
+    # a user dataset's data is read by its own code: its source is fingerprinted, its files cannot be
+    user_code = source_digest([cfg.model, cfg.dataset, cfg.batch_transform], cfg.config_dir)
+    blob = json.dumps({"corpus": corpus, "config": gate_relevant, "code": code_version(), "user_code": user_code}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -49,6 +60,7 @@ class GateResult:
     cached: bool = False
     seconds: float = 0.0
     exitstatus: int = 0
+    findings: list = field(default_factory=list, repr=False)  # Finding objects of this run (empty when cached)
 
     def describe(self) -> str:
         head = "compatibility gate: " + ("PASSED" if self.passed else "FAILED") + (" (cached verdict)" if self.cached else "") + f" in {self.seconds:.1f}s"
@@ -84,25 +96,22 @@ def run_gate(cfg: TrainConfig, out_dir, cache_dir=None, quiet: bool = True) -> G
 
     import pytest
 
+    from harness.plugin import ConfiguredRun
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg_path, diag, report = out_dir / "gate_config.json", out_dir / "gate_findings.json", out_dir / "gate_report.html"
-    gate_cfg = cfg.to_dict()
-    gate_cfg["device"] = "cpu" if training.resolve_device(cfg.device).type == "cpu" else "cuda"
-    atomic_write_text(cfg_path, json.dumps(gate_cfg, indent=1))
+    diag, report = out_dir / "gate_findings.json", out_dir / "gate_report.html"
+    run = ConfiguredRun(cfg)
     args = [
-        str(REPO / "tests" / "compat"), "-m", "compat or smoke", "--config", str(cfg_path), "--configured-only",
+        str(SUITE), "-m", "compat or smoke", "--configured-only",
         "--diag-json", str(diag), "--html", str(report), "--self-contained-html",
-        "-p", "no:cacheprovider", "--rootdir", str(REPO), "-c", str(REPO / "pytest.ini"),
+        "-p", "no:cacheprovider", "--rootdir", str(SUITE.parent), "-c", os.devnull,
     ]
-    if gate_cfg["device"] == "cuda":
-        args.append("--gpu")
     if quiet:
         args += ["-q", "--no-header"]
-    exitstatus = int(pytest.main(args))
-    findings = json.loads(diag.read_text(encoding="utf-8"))["findings"] if diag.is_file() else []
-    failed = [f for f in findings if f["status"] == "fail"]
-    warned = [f for f in findings if f["status"] == "warn"]
+    exitstatus = int(pytest.main(args, plugins=[run]))
+    failed = [f.to_json() for f in run.findings if f.status == FAIL]
+    warned = [f.to_json() for f in run.findings if f.status == WARN]
     passed = exitstatus == 0 and not failed
-    result = GateResult(passed, failed, warned, str(report), False, time.perf_counter() - start, exitstatus)
+    result = GateResult(passed, failed, warned, str(report), False, time.perf_counter() - start, exitstatus, findings=run.findings)
     atomic_write_text(cached, json.dumps({"passed": passed, "failed": failed, "warned": warned, "report": str(report), "exitstatus": exitstatus}))
     return result

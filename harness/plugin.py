@@ -1,8 +1,11 @@
 """pytest plugin: wires the harness checks into options, markers, fixtures and reports.
 
-It holds no check logic: tests call the pure functions of harness/*_checks.py and hand their
-Finding to `record_finding`, which puts it in the HTML report (tables, plots), the JSON
-diagnostics (--diag-json) and the closing table of the terminal summary.
+Installed with the project it loads through its `pytest11` entry point, in any directory. It
+holds no check logic: `cslr_check` parametrizes a test over the table of harness/suite.py
+(harness/pytest_suite.py is that test), and any test can hand a Finding to `record_finding`,
+which puts it in the HTML report (tables, plots), the JSON diagnostics (--diag-json) and the
+closing table of the terminal summary. In-process runs (the gate, `python -m harness`) pass a
+`ConfiguredRun` plugin object: the TrainConfig to check, and the Finding objects they get back.
 """
 from __future__ import annotations
 
@@ -12,10 +15,10 @@ import json
 
 import pytest
 
-from data.normalize import METHODS
-from harness.findings import FAIL, Finding
+from harness.findings import Finding, format_findings
 
 FINDINGS = pytest.StashKey[list]()
+PRESET = pytest.StashKey[object]()
 THREADS = pytest.StashKey[int]()
 ITEM_FINDINGS = pytest.StashKey[list]()
 MARKERS = {
@@ -26,7 +29,6 @@ MARKERS = {
     "slow": "takes more than a few seconds",
     "real_data": "reads the third-party data in ../shared/data",
 }
-BATCH_SIZES = (1, 2, 4)
 
 
 def pytest_addoption(parser):
@@ -80,22 +82,47 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_generate_tests(metafunc):
-    if "norm_method" in metafunc.fixturenames:
-        methods = METHODS
-        if metafunc.config.getoption("--configured-only"):
-            methods = (_load_config(metafunc.config).normalize,)
-        metafunc.parametrize("norm_method", methods)
-    if "batch_size" in metafunc.fixturenames:
-        metafunc.parametrize("batch_size", BATCH_SIZES)
+    if "cslr_check" not in metafunc.fixturenames:
+        return
+    from harness.suite import expand
+
+    cfg = _load_config(metafunc.config)
+    params = []
+    for check, param in expand(cfg, configured_only=metafunc.config.getoption("--configured-only")):
+        marks = [getattr(pytest.mark, check.marker)] + ([pytest.mark.slow] if check.marker == "overfit" else [])
+        params.append(pytest.param((check, param), marks=marks, id=check.name if param is None else f"{check.name}-{param}"))
+    metafunc.parametrize("cslr_check", params)
+
+
+class ConfiguredRun:
+    """Plugin object for an in-process run: it supplies the TrainConfig to check (no file is
+    written and re-read) and collects the run's findings as Finding objects."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.findings: list[Finding] = []
+
+    def pytest_configure(self, config):
+        config.stash[PRESET] = self.cfg
+
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call":
+            self.findings += [Finding.from_json(json.loads(v)) for k, v in report.user_properties if k == "finding"]
 
 
 # ----------------------------------------------------------------------------- fixtures
 
 
 def _load_config(config):
+    """The configuration under test: a ConfiguredRun's, else --config with --data-dir over it."""
+    if PRESET in config.stash:
+        return config.stash[PRESET]
     from model.config import load_config
 
-    return load_config(config.getoption("--config"), data_dir=config.getoption("--data-dir"))
+    try:
+        return load_config(config.getoption("--config"), data_dir=config.getoption("--data-dir"))
+    except (OSError, ValueError, TypeError) as exc:
+        raise pytest.UsageError(f"--config {config.getoption('--config')}: {exc}") from None
 
 
 @pytest.fixture(scope="session")
@@ -105,15 +132,15 @@ def train_config(pytestconfig):
 
 
 @pytest.fixture(scope="session")
-def device(pytestconfig):
-    import torch
+def device(train_config, pytestconfig):
+    from harness.context import harness_device
 
-    return torch.device("cuda" if pytestconfig.getoption("--gpu") else "cpu")
+    return harness_device(train_config, gpu=pytestconfig.getoption("--gpu"))
 
 
 @pytest.fixture(scope="session")
 def harness(train_config, device, pytestconfig):
-    """HarnessContext: corpus, scan, vocabulary, datasets per method, model factory."""
+    """HarnessContext: data (corpus or the user's dataset), scan, vocabulary, model, transform."""
     from harness.context import HarnessContext
 
     return HarnessContext(train_config, device, workers=pytestconfig.getoption("--scan-workers"))
@@ -198,14 +225,6 @@ class FindingsReporter:
     def pytest_terminal_summary(self, terminalreporter):
         if not self.findings:
             return
-        tr = terminalreporter
-        tr.section("CSLR harness findings")
-        width = max(len(f["check"]) for f in self.findings)
-        tr.write_line(f"{'check':<{width}}  status  key figure")
-        for f in sorted(self.findings, key=lambda f: f["check"]):
-            tr.write_line(f"{f['check']:<{width}}  {f['status']:<6}  {f['values'].get('key', '')}")
-        for f in self.findings:
-            if f["status"] == FAIL:
-                tr.write_line(f"FAIL {f['check']}: {f['summary']}", red=True)
-                if f["hint"]:
-                    tr.write_line(f"     hint: {f['hint']}")
+        terminalreporter.section("CSLR harness findings")
+        for line in format_findings(self.findings).splitlines():
+            terminalreporter.write_line(line, red=line.startswith("FAIL"))

@@ -112,3 +112,46 @@ def scan_corpus(corpus: Corpus, max_abs_coordinate: float = 4.0, impute_method: 
             absorb(_scan_one(job))
     return CorpusScan(files, running.stats() if running.n else None)
 
+
+
+# ----------------------------------------------------------------------------- a user dataset
+
+
+def scan_dataset(splits: dict, spec: str) -> tuple[CorpusScan, list[SampleRecord]]:
+    """One pass over every item of a user's dataset (model.components.ExternalDataset a split):
+    the same measurements a corpus scan makes, taken on the dataset's output, plus the records
+    (id, split, glosses) the labels and CTC checks read, one per item in index order. An item
+    that breaks the item contract becomes that entry's `error`; the scan never raises on one."""
+    from model.components import ComponentError
+
+    files, records, running, width = [], [], None, None
+    for split, ds in splits.items():
+        for i in range(len(ds)):
+            s = FileScan(id=f"{split}[{i}]", split=split, path=f"{spec} ({split} item {i})")
+            try:
+                s.id, x, glosses = ds.item(i)
+            except ComponentError as exc:
+                s.error = str(exc)
+                files.append(s)
+                records.append(SampleRecord(s.id, split, (), ""))
+                continue
+            arr = x.numpy()
+            s.frames, s.width, s.dtype = int(arr.shape[0]), int(arr.shape[1]), str(arr.dtype)
+            if width is None:
+                width = s.width
+            elif s.width != width:
+                s.error = f"dataset = {spec!r}, split {split!r}, item {i} (id {s.id!r}): features have F={s.width} per frame, earlier items {width}; every item needs the same width"
+                files.append(s)
+                records.append(SampleRecord(s.id, split, glosses, ""))
+                continue
+            finite = np.isfinite(arr)
+            s.n_inf = int(np.isinf(arr).sum())
+            s.missing = {"non-finite": float(1 - finite.mean())}
+            s.max_abs = float(np.abs(arr[finite]).max()) if finite.any() else 0.0
+            s.digest = hashlib.blake2b(np.ascontiguousarray(arr).tobytes(), digest_size=12).hexdigest()
+            if split == "train":
+                running = running or RunningStats(width)
+                running.update(np.where(finite, arr, 0.0))
+            files.append(s)
+            records.append(SampleRecord(s.id, split, glosses, ""))
+    return CorpusScan(files, running.stats() if running is not None and running.n else None), records

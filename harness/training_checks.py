@@ -53,7 +53,7 @@ def check_smoke(cfg, model, dataset, indices: list[int], device: torch.device, t
         previous = [p.detach().clone() for p in model.parameters()]
         res = training.train_step(model, batch, optimizer, scaler, cfg, device, scheduler)
         if not res.finite:
-            b = training.to_model_input(batch, device)  # what the model saw
+            b = training.to_model_input(batch, device, training.batch_transform(cfg))  # what the model saw
             first = first_nonfinite_module(model, b.features, b.lengths)
             where = f"; first non-finite module '{first[0]}' ({first[1]})" if first else ""
             if not torch.isfinite(b.features).all():
@@ -94,7 +94,7 @@ def check_smoke(cfg, model, dataset, indices: list[int], device: torch.device, t
         hint="replay these samples (the forward/gradient checks name modules); lower the learning rate; keep clipping on" if fails else "",
         values={"key": f"loss {losses[0]:.2f}->{losses[-1]:.2f}" if losses else "non-finite", "losses": losses, "grad_norms": norms,
                 "max_param_change": changed, "update_ratios": ratios},
-        samples=samples or [dataset.records[i].id for i in indices],
+        samples=samples or [sid for b in batches for sid in b.ids],
         plots={"Smoke run loss": curve_png({"loss": losses, "grad norm": norms}, "step", "value")} if losses else {},
         seconds=time.perf_counter() - start,
     )
@@ -112,6 +112,7 @@ def check_overfit(cfg, model, dataset, indices: list[int], device: torch.device,
     scaler = training.make_scaler(device, cfg)
     batch = collate([dataset[i] for i in indices])
     refs = [list(g) for g in batch.glosses]
+    transform = training.batch_transform(cfg)
     losses, wers, reached, disagree = [], [], None, None
     for step in range(1, int(t["overfit_steps"]) + 1):
         res = training.train_step(model, batch, optimizer, scaler, cfg, device)
@@ -120,7 +121,7 @@ def check_overfit(cfg, model, dataset, indices: list[int], device: torch.device,
             break
         if step % eval_every == 0:
             model.eval()
-            b = training.to_model_input(batch, device)  # exactly what the training step feeds the model
+            b = training.to_model_input(batch, device, transform)  # exactly what the training step feeds the model
             with torch.no_grad(), training.autocast_context(device, cfg):
                 log_probs, out_lengths = model(b.features, b.lengths)
             log_probs, out_lengths = log_probs.float().cpu(), out_lengths.cpu()
@@ -159,7 +160,7 @@ def check_overfit(cfg, model, dataset, indices: list[int], device: torch.device,
         summary="; ".join(fails) or f"0% WER on {len(indices)} samples after {reached} steps ({time.perf_counter() - start:.1f} s)",
         hint="a model that cannot overfit 4 samples will not learn the corpus: check labels, decoder, learning rate" if fails else "",
         values={"key": f"{reached} steps" if reached else "not reached", "steps": reached, "seconds": time.perf_counter() - start, "losses": losses, "wers": wers},
-        samples=[dataset.records[i].id for i in indices],
+        samples=list(batch.ids),
         tables={"Overfit WER every %d steps" % eval_every: _table(["step", "WER"], [[(i + 1) * eval_every, f"{w:.2f}"] for i, w in enumerate(wers)])},
         plots={"Overfit loss": curve_png({"loss": [x if np.isfinite(x) else np.nan for x in losses]}, "step", "CTC loss")},
         seconds=time.perf_counter() - start,

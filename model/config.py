@@ -19,8 +19,16 @@ from data.normalize import CLIP, IMPUTATIONS, METHODS, STD_FLOOR
 class TrainConfig:
     data_dir: str | None = None  # None: the embedded demo corpus (generated once into a cache)
     output_dir: str = "runs/latest"
+    # a registered model name, or the user's factory "module.path:attribute" (model/components.py)
     model: str = "i3d_teacher"
-    model_overrides: dict = field(default_factory=dict)  # I3DConfig fields, e.g. {"fusion_dim": 256}
+    model_overrides: dict = field(default_factory=dict)  # I3DConfig fields, e.g. {"fusion_dim": 256}; a factory's keyword arguments
+    # the user's dataset factory "module.path:attribute" (None: the corpus at data_dir, read by
+    # MediaPipeFeatureDataset) and what the user's loop does between loader and model
+    dataset: str | None = None
+    batch_transform: str | None = None
+    # where "module.path:attribute" components are imported from first (set to the configuration
+    # file's directory by load_config)
+    config_dir: str | None = None
     # data pipeline: the dataset owns normalization, nothing else normalizes
     # body: landmarks centred on the shoulders and scaled by shoulder width, per sample. On the demo
     # corpus (unseen test signer) it gave dev/test WER 0.8%/0.0% where global z-scores gave 7.4%/12.8%.
@@ -72,6 +80,10 @@ class TrainConfig:
             problems.append(f"cache_mb={self.cache_mb} (must be >= 0; 0 disables the cache)")
         if self.std_floor <= 0:
             problems.append(f"std_floor={self.std_floor} (must be > 0)")
+        for key in ("dataset", "batch_transform"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, str) or ":" not in value):
+                problems.append(f"{key}={value!r} (expected 'module.path:attribute')")
         if problems:
             raise ValueError("invalid training configuration: " + "; ".join(problems))
 
@@ -103,5 +115,6 @@ def load_config(path=None, **overrides) -> TrainConfig:
         unknown = set(values) - config_fields()
         if unknown:
             raise ValueError(f"{path}: unknown configuration field(s) {sorted(unknown)}; known: {sorted(config_fields())}")
+        values.setdefault("config_dir", str(path.resolve().parent))
     values.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**values)

@@ -6,6 +6,7 @@ The harness runs these same functions, so what it checks is what training runs.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -19,6 +20,7 @@ import torch
 from data.corpus import Corpus
 from data.dataset import Batch, MediaPipeFeatureDataset, Vocabulary, collate, compute_train_stats
 from data.normalize import FeatureStats
+from model.components import ExternalDataset, apply_transform, build_external_model, is_component_path, load_batch_transform, load_external_splits, parse_item
 from model.config import TrainConfig
 from model.ctc import ctc_loss_per_sample
 from model.decode import beam_search, greedy_decode
@@ -50,15 +52,41 @@ def corpus_dir(cfg: TrainConfig):
 
 @dataclass
 class DataBundle:
-    corpus: Corpus
+    corpus: Corpus | None  # None for a user dataset without a corpus
     vocab: Vocabulary
     stats: FeatureStats | None
-    splits: dict  # split name -> MediaPipeFeatureDataset (only splits that have samples)
+    splits: dict  # split name -> MediaPipeFeatureDataset or ExternalDataset (only splits that have samples)
     corpus_kind: str = ""  # "dataset" of corpus.json (e.g. phoenix2014, phoenix2014T), written by importers
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.splits["train"][0].features.shape[1])
+
+    @property
+    def source(self) -> str:
+        """What the data comes from, for messages: the corpus directory or the user's dataset factory."""
+        return str(self.corpus.dir) if self.corpus is not None else f"dataset {self.splits['train'].spec!r}"
+
+
+def external_items(inner, spec: str, split: str) -> list[tuple[str, tuple[str, ...]]]:
+    """(id, glosses) of every item of a user dataset split (one pass over its items)."""
+    return [parse_item(inner[i], spec, split, i)[::2] for i in range(len(inner))]
+
+
+def build_external_data(cfg: TrainConfig, vocab: Vocabulary | None = None) -> DataBundle:
+    """The user's dataset factory, one ExternalDataset a split; the vocabulary from its train items."""
+    inner = load_external_splits(cfg.dataset, cfg.config_dir)
+    if vocab is None:
+        vocab = Vocabulary(sorted({g for _, glosses in external_items(inner["train"], cfg.dataset, "train") for g in glosses}))
+    width = int(ExternalDataset(inner["train"], cfg.dataset, "train", vocab).item(0)[1].shape[1])
+    splits = {s: ExternalDataset(ds, cfg.dataset, s, vocab, width) for s, ds in inner.items()}
+    return DataBundle(None, vocab, None, splits, "")
 
 
 def build_data(cfg: TrainConfig, vocab: Vocabulary | None = None, stats: FeatureStats | None = None) -> DataBundle:
     """Datasets of every split with one vocabulary and (for global) one set of train statistics."""
+    if cfg.dataset is not None:
+        return build_external_data(cfg, vocab)
     corpus = Corpus(corpus_dir(cfg))
     vocab = vocab or Vocabulary.from_records(corpus.records)
     if cfg.normalize == "global" and stats is None:
@@ -79,9 +107,26 @@ def build_data(cfg: TrainConfig, vocab: Vocabulary | None = None, stats: Feature
     return DataBundle(corpus, vocab, stats, splits, kind)
 
 
-def build_model(cfg: TrainConfig, vocab_size: int) -> torch.nn.Module:
+def build_model(cfg: TrainConfig, vocab_size: int, input_dim: int | None = None) -> torch.nn.Module:
+    """The configured model: a registered name (built for cfg.modalities), or the user's factory
+    called as factory(vocab_size, input_dim, **model_overrides) and held to the model contract."""
+    if is_component_path(cfg.model):
+        if input_dim is None:
+            from data.layout import input_dim as layout_dim
+
+            input_dim = layout_dim(cfg.modalities)
+        return build_external_model(cfg.model, vocab_size, input_dim, cfg.model_overrides, cfg.config_dir)
     overrides = {**cfg.model_overrides, "vocab_size": vocab_size, "modalities": tuple(cfg.modalities)}
     return create_model(cfg.model, **overrides)
+
+
+def model_args(cfg: TrainConfig, model: torch.nn.Module, vocab_size: int, input_dim: int) -> dict:
+    """What rebuilds the model from a checkpoint alone: its config dataclass, or a factory's arguments."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(getattr(model, "config", None)):
+        return dataclasses.asdict(model.config)
+    return {"vocab_size": vocab_size, "input_dim": input_dim, **cfg.model_overrides}
 
 
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -116,9 +161,31 @@ def make_scaler(device: torch.device, cfg: TrainConfig):
     return torch.amp.GradScaler(device.type, enabled=cfg.amp and cfg.amp_dtype == "float16")
 
 
-def to_model_input(batch: Batch, device: torch.device) -> Batch:
-    """Loader batch -> device. Deliberately no normalization here: the dataset owns it."""
-    return batch.to(device)
+@functools.lru_cache(maxsize=None)
+def _transform(spec: str, base_dir: str | None):
+    return load_batch_transform(spec, base_dir)
+
+
+def batch_transform(cfg: TrainConfig):
+    """The configured batch_transform as fn(batch) -> batch (None if none is configured)."""
+    if cfg.batch_transform is None:
+        return None
+    fn = _transform(cfg.batch_transform, cfg.config_dir)
+
+    def transform(batch: Batch) -> Batch:
+        import dataclasses
+
+        return dataclasses.replace(batch, features=apply_transform(fn, batch.features, batch.lengths, cfg.batch_transform))
+
+    return transform
+
+
+def to_model_input(batch: Batch, device: torch.device, transform=None) -> Batch:
+    """Loader batch -> device -> the configured batch_transform (what the user's loop does there).
+
+    The project's own pipeline configures none: its dataset owns normalization."""
+    batch = batch.to(device)
+    return transform(batch) if transform is not None else batch
 
 
 @dataclass
@@ -142,7 +209,7 @@ def compute_loss(model, batch: Batch, device: torch.device, cfg: TrainConfig):
 def train_step(model, batch: Batch, optimizer, scaler, cfg: TrainConfig, device: torch.device, scheduler=None) -> StepResult:
     """One optimisation step. Non-finite loss or gradients: no update (the caller stops or skips)."""
     model.train()
-    batch = to_model_input(batch, device)
+    batch = to_model_input(batch, device, batch_transform(cfg))
     optimizer.zero_grad(set_to_none=True)
     loss, per_sample, _ = compute_loss(model, batch, device, cfg)
     bad = [batch.ids[i] for i in torch.nonzero(~torch.isfinite(per_sample.detach())).flatten().tolist()]
@@ -183,8 +250,9 @@ def evaluate(model, loader, vocab: Vocabulary, device: torch.device, cfg: TrainC
     """Decode every batch (greedy for beam_width 1, else prefix beam search) and score WER."""
     model.eval()
     refs, hyps, hyp_by_id, frames = [], [], {}, 0
+    transform = batch_transform(cfg)
     for batch in loader:
-        batch = to_model_input(batch, device)
+        batch = to_model_input(batch, device, transform)
         with autocast_context(device, cfg):
             log_probs, out_lengths = model(batch.features, batch.lengths)
         log_probs = log_probs.float().cpu()

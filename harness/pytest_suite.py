@@ -1,0 +1,19 @@
+"""The harness's checks as pytest tests: one test, parametrized by the plugin over the table of
+harness/suite.py for the configuration under test (--config / --data-dir), each parameter
+carrying its check's marker (compat, smoke, overfit).
+
+Run it where the checks are wanted: `python -m harness check` collects this file; a project's
+own test module can `from harness.pytest_suite import test_check` to run them under its pytest.
+"""
+import pytest
+
+from harness.findings import SKIP
+from harness.suite import run_check
+
+
+def test_check(cslr_check, harness, record_finding):
+    check, param = cslr_check
+    finding = record_finding(run_check(check, harness, param))
+    if finding.status == SKIP:
+        pytest.skip(finding.summary)
+    assert finding.ok, finding.message()

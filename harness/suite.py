@@ -1,0 +1,168 @@
+"""The one table of checks: name, how it runs on a HarnessContext, its marker and parameters,
+and when it does not apply. The pytest tests (harness/pytest_suite.py), the gate, the fault
+catalogue and the benchmark all run checks through `CHECKS` and `run_check`.
+
+    for check, param in expand(cfg):
+        finding = run_check(check, ctx, param)
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Callable
+
+from data.layout import input_dim as layout_input_dim
+from data.normalize import METHODS
+from harness.context import HarnessContext
+from harness.data_checks import check_clean_features, check_ctc_feasibility, check_labels, check_normalization
+from harness.findings import FAIL, SKIP, Finding
+from harness.input_checks import check_contract, check_model_input
+from harness.model_checks import check_batch_size, check_forward, check_gradients, check_loss_at_init, check_modalities
+from harness.training_checks import check_overfit, check_smoke
+from model.components import ComponentError
+from model.config import TrainConfig
+
+BATCH_SIZES = (1, 2, 4)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    run: Callable  # (ctx, param) -> Finding
+    marker: str = "compat"  # compat, smoke or overfit
+    params: Callable | None = None  # (cfg, configured_only) -> tuple of parameters; None: one run
+    skip: Callable | None = None  # ctx -> reason the check does not apply ("" if it does)
+
+    def expand(self, cfg: TrainConfig, configured_only: bool = False) -> tuple:
+        return self.params(cfg, configured_only) if self.params else (None,)
+
+    def label(self, param) -> str:
+        """The finding's name: 'forward[global]', 'batch_size[4]', 'labels'."""
+        return self.name if param is None else f"{self.name}[{param}]"
+
+
+# ----------------------------------------------------------------------------- parameters, applicability
+
+
+def _methods(cfg: TrainConfig, configured_only: bool) -> tuple:
+    """The project's normalization methods (one for the gate); a user dataset normalizes itself."""
+    if cfg.dataset is not None:
+        return (None,)
+    return (cfg.normalize,) if configured_only else METHODS
+
+
+def _needs_corpus(ctx: HarnessContext) -> str:
+    if ctx.corpus is None:
+        return f"no corpus to read: the dataset is the user's ({ctx.cfg.dataset}) and no data_dir is given; model_input checks its output"
+    return ""
+
+
+def _needs_own_dataset(ctx: HarnessContext) -> str:
+    if ctx.external:
+        return f"the dataset is the user's ({ctx.cfg.dataset}): its normalization is its own; model_input checks what it yields"
+    return ""
+
+
+def _needs_layout(ctx: HarnessContext) -> str:
+    if not ctx.follows_layout:
+        return (f"the features ({ctx.input_dim} a frame) do not follow the MediaPipe layout of modalities "
+                f"{list(ctx.cfg.modalities)} ({layout_input_dim(ctx.cfg.modalities)} a frame)")
+    return ""
+
+
+# ----------------------------------------------------------------------------- the checks
+
+
+def _contract(ctx: HarnessContext, _) -> Finding:
+    return check_contract(ctx.cfg, ctx.model, ctx.scan if ctx.external else None, lambda: ctx.transform)
+
+
+def _normalization(ctx: HarnessContext, method) -> Finding:
+    return check_normalization(ctx.dataset(method), ctx.probe_indices(method), ctx.to_input, ctx.thresholds, ctx.train_frames)
+
+
+def _model_input(ctx: HarnessContext, _) -> Finding:
+    ds = ctx.dataset()
+    samples = [ds[i] for i in ctx.probe_indices()]
+    try:
+        model = ctx.model()
+    except ComponentError:
+        model = None  # the contract check reports it; the input can still be judged
+    columns = getattr(ds, "columns", None)
+    if columns is None and ctx.follows_layout:
+        from data.layout import modality_columns
+
+        columns = modality_columns(ctx.cfg.modalities)
+    inner = getattr(ds, "inner", ds)
+    return check_model_input(samples, ctx.to_input, ctx.thresholds, model, inner, columns, ctx.cfg.batch_transform)
+
+
+def _batch_size(ctx: HarnessContext, n) -> Finding:
+    ds = ctx.dataset()
+    return check_batch_size(ctx.model(), [ds[i] for i in ctx.probe_indices()[:n]], ctx.thresholds, ctx.device, ctx.to_input)
+
+
+def _modalities(ctx: HarnessContext, _) -> Finding:
+    def single(m):
+        return ctx.model(modalities=(m,), input_dim=layout_input_dim((m,)))
+
+    return check_modalities(ctx.model(), ctx.probe_batch(), single, ctx.cfg.modalities)
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("contract", _contract),
+    Check("clean_features", lambda ctx, _: check_clean_features(ctx.raw_scan, ctx.thresholds), skip=_needs_corpus),
+    Check("labels", lambda ctx, _: check_labels(ctx.label_source, ctx.records, ctx.vocab, ctx.scan)),
+    Check("ctc_feasibility", lambda ctx, _: check_ctc_feasibility(ctx.scan, ctx.records, ctx.vocab, ctx.model().output_lengths)),
+    Check("normalization", _normalization, params=_methods, skip=_needs_own_dataset),
+    Check("model_input", _model_input),
+    Check("forward", lambda ctx, m: check_forward(ctx.model(), ctx.probe_batch(m), ctx.thresholds, f"[{m}]" if m else ""), params=_methods),
+    Check("loss_at_init", lambda ctx, _: check_loss_at_init(ctx.model(), ctx.probe_batch(), len(ctx.vocab), ctx.thresholds)),
+    Check("gradients", lambda ctx, _: check_gradients(ctx.model(), ctx.probe_batch(), ctx.thresholds)),
+    Check("batch_size", _batch_size, params=lambda cfg, _: BATCH_SIZES),
+    Check("modalities", _modalities, skip=_needs_layout),
+    Check("smoke", lambda ctx, _: check_smoke(ctx.cfg, ctx.model(), ctx.dataset(), ctx.probe_indices(k_random=8), ctx.device, ctx.thresholds), marker="smoke"),
+    Check("overfit", lambda ctx, _: check_overfit(ctx.cfg, ctx.model(), ctx.dataset(), ctx.overfit_indices(), ctx.device, ctx.thresholds), marker="overfit"),
+)
+BY_NAME = {c.name: c for c in CHECKS}
+# everything but the overfit run (seconds to minutes)
+CHEAP = tuple(c.name for c in CHECKS if c.marker != "overfit")
+
+
+def expand(cfg: TrainConfig, names=None, configured_only: bool = False) -> list[tuple[Check, object]]:
+    """(check, parameter) pairs for a configuration, in table order; `names` selects checks."""
+    checks = CHECKS if names is None else tuple(BY_NAME[n] for n in names)
+    return [(c, p) for c in checks for p in c.expand(cfg, configured_only)]
+
+
+def check_name(finding: Finding) -> str:
+    """'normalization[global]' -> 'normalization': the table name a finding came from."""
+    return finding.check.split("[")[0]
+
+
+def crashed(finding: Finding) -> bool:
+    return bool(finding.values.get("crashed"))
+
+
+def run_check(check: Check | str, ctx: HarnessContext, param=None) -> Finding:
+    """One check as a Finding, never an exception: status skip (with the reason) where it does
+    not apply or a component it needs breaks its contract; a crash is a FAIL marked crashed."""
+    check = BY_NAME[check] if isinstance(check, str) else check
+    label = check.label(param)
+    start = time.perf_counter()
+    try:
+        reason = check.skip(ctx) if check.skip else ""
+        if reason:
+            return Finding(check=label, status=SKIP, summary=reason)
+        return check.run(ctx, param)
+    except ComponentError as exc:
+        # contract handles its own; every other check needs the component and cannot run
+        return Finding(check=label, status=SKIP, summary=f"cannot run: {exc} (see the contract check)", seconds=time.perf_counter() - start)
+    except Exception as exc:  # noqa: BLE001 - any crash is a finding of its own
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        return Finding(
+            check=label, status=FAIL,
+            summary=f"the check could not run: {type(exc).__name__}: {exc} (at {frame.filename}:{frame.lineno})",
+            values={"crashed": True}, seconds=time.perf_counter() - start,
+        )
