@@ -29,15 +29,13 @@ import torch
 import torch.nn.functional as F
 
 from data.corpus import SampleRecord, atomic_save_npy, atomic_write_text, read_manifest, write_manifest
-from data.dataset import Batch, Vocabulary
+from data.dataset import Vocabulary
 from data.layout import COORDS, LAYOUT
 from data.normalize import Normalizer
+from harness import suite
 from harness.context import HarnessContext
-from harness.data_checks import check_clean_features, check_ctc_feasibility, check_labels, check_normalization
-from harness.findings import FAIL, PASS, WARN, Finding
-from harness.model_checks import check_batch_size, check_forward, check_gradients, check_loss_at_init, check_modalities
-from harness.training_checks import check_overfit, check_smoke
-from model import training
+from harness.findings import FAIL, PASS, SKIP, WARN, Finding
+from harness.suite import check_name, crashed
 from model.config import TrainConfig
 from model.decode import Hypothesis, greedy_decode
 from model.i3d import I3DTeacher, ModalityFusion
@@ -70,51 +68,17 @@ class Fault:
 
 # ----------------------------------------------------------------------------- the checks
 
-
-def _normalization(ctx: HarnessContext) -> Finding:
-    return check_normalization(ctx.dataset(), ctx.probe_indices(), lambda b: training.to_model_input(b, ctx.device), ctx.thresholds, ctx.train_frames)
-
-
-def _batch_size(ctx: HarnessContext) -> Finding:
-    ds = ctx.dataset()
-    return check_batch_size(ctx.model(), [ds[i] for i in ctx.probe_indices()[:4]], ctx.thresholds, ctx.device)
-
-
-# The calls of tests/compat/test_compat.py, for the configured normalization method.
-CHECKS: dict[str, Callable[[HarnessContext], Finding]] = {
-    "clean_features": lambda ctx: check_clean_features(ctx.scan, ctx.thresholds),
-    "labels": lambda ctx: check_labels(ctx.corpus.dir, ctx.corpus.records, ctx.vocab, ctx.scan),
-    "ctc_feasibility": lambda ctx: check_ctc_feasibility(ctx.scan, ctx.corpus.records, ctx.vocab, ctx.model().output_lengths),
-    "normalization": _normalization,
-    "forward": lambda ctx: check_forward(ctx.model(), ctx.probe_batch(), ctx.thresholds),
-    "loss_at_init": lambda ctx: check_loss_at_init(ctx.model(), ctx.probe_batch(), len(ctx.vocab), ctx.thresholds),
-    "gradients": lambda ctx: check_gradients(ctx.model(), ctx.probe_batch(), ctx.thresholds),
-    "batch_size": _batch_size,
-    "modalities": lambda ctx: check_modalities(ctx.model(), ctx.probe_batch(), lambda m: ctx.model(modalities=(m,)), ctx.cfg.modalities),
-    "smoke": lambda ctx: check_smoke(ctx.cfg, ctx.model(), ctx.dataset(), ctx.probe_indices(k_random=8), ctx.device, ctx.thresholds),
-    "overfit": lambda ctx: check_overfit(ctx.cfg, ctx.model(), ctx.dataset(), ctx.overfit_indices(), ctx.device, ctx.thresholds),
-}
+# The table the pytest tests and the gate run (harness/suite.py), by name.
+CHECKS = tuple(c.name for c in suite.CHECKS)
 # Everything but the overfit run (seconds to minutes); the table runs that one only where expected.
-CHEAP_CHECKS = tuple(name for name in CHECKS if name != "overfit")
-
-
-def check_name(finding: Finding) -> str:
-    """'normalization[global]' -> 'normalization': the CHECKS key a finding came from."""
-    return finding.check.split("[")[0]
+CHEAP_CHECKS = suite.CHEAP
 
 
 def run_check(name: str, ctx: HarnessContext) -> Finding:
-    """One check; an exception becomes a FAIL finding marked crashed (a check must not crash)."""
-    start = time.perf_counter()
-    try:
-        return CHECKS[name](ctx)
-    except Exception as exc:  # noqa: BLE001 - any crash is a finding of its own
-        return Finding(check=name, status=FAIL, summary=f"the check could not run: {type(exc).__name__}: {exc}",
-                       values={"crashed": True}, seconds=time.perf_counter() - start)
-
-
-def crashed(finding: Finding) -> bool:
-    return bool(finding.values.get("crashed"))
+    """One check of the table with the parameter the gate checks last for this configuration
+    (its normalization method, batch size 4); never an exception (harness.suite.run_check)."""
+    check = suite.BY_NAME[name]
+    return suite.run_check(check, ctx, check.expand(ctx.cfg, configured_only=True)[-1])
 
 
 # ----------------------------------------------------------------------------- injection helpers
@@ -156,19 +120,14 @@ def _configured(**changes):
     return inject
 
 
-def per_sample_zscore(batch: Batch) -> Batch:
-    """The incident's training-loop step: per sample one mean and std over (time, features) of
-    the zero-padded batch, x <- (x - mean) / (std + 1e-6). features [B, T, F] float32."""
-    x = batch.features
-    x = (x - x.mean(dim=(1, 2), keepdim=True)) / (x.std(dim=(1, 2), keepdim=True) + 1e-6)
-    return dataclasses.replace(batch, features=x)
+def per_sample_zscore(features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The incident's training-loop step, as a batch_transform: per sample one mean and std over
+    (time, features) of the zero-padded batch, x <- (x - mean) / (std + 1e-6). [B, T, F] float32."""
+    return (features - features.mean(dim=(1, 2), keepdim=True)) / (features.std(dim=(1, 2), keepdim=True) + 1e-6)
 
 
-def per_sample_zscore_in_loop():
-    """Patch model.training.to_model_input (used by train_step and the checks) to apply
-    per_sample_zscore after moving the batch: the incident's second normalization."""
-    original = training.to_model_input
-    return mock.patch("model.training.to_model_input", lambda batch, device: per_sample_zscore(original(batch, device)))
+# the incident's second normalization, configured as the user's loop would have it
+LOOP_ZSCORE = "harness.faults:per_sample_zscore"
 
 
 def without_std_floor():
@@ -198,8 +157,7 @@ def hide_hand(setup: Setup, records, hand: str = "left_hand") -> None:
 
 @contextlib.contextmanager
 def _double_normalization(setup):
-    with _patched(setup, per_sample_zscore_in_loop()):
-        yield setup
+    yield dataclasses.replace(setup, cfg=setup.cfg.replace(batch_transform=LOOP_ZSCORE))
 
 
 @contextlib.contextmanager
@@ -632,10 +590,10 @@ def kaggle_corpus(out_dir) -> Path | None:
 
 # ----------------------------------------------------------------------------- CLI
 
-ABBREV = {"clean_features": "clean", "labels": "label", "ctc_feasibility": "ctc", "normalization": "norm",
+ABBREV = {"contract": "contr", "model_input": "input", "clean_features": "clean", "labels": "label", "ctc_feasibility": "ctc", "normalization": "norm",
           "forward": "fwd", "loss_at_init": "init", "gradients": "grad", "batch_size": "batch",
           "modalities": "modal", "smoke": "smoke", "overfit": "overf"}
-MARK = {FAIL: "FAIL", WARN: "warn", PASS: "ok", "error": "ERR"}
+MARK = {FAIL: "FAIL", WARN: "warn", PASS: "ok", SKIP: "skip", "error": "ERR"}
 
 
 def format_table(rows: list[dict]) -> str:

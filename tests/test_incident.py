@@ -24,7 +24,7 @@ from data.dataset import collate
 from data.layout import LAYOUT, describe_column
 from harness.context import HarnessContext
 from harness.data_checks import check_normalization
-from harness.faults import SMALL_MODEL, hide_hand, kaggle_corpus, per_sample_zscore_in_loop, small_demo_corpus, without_std_floor, Setup
+from harness.faults import LOOP_ZSCORE, SMALL_MODEL, hide_hand, kaggle_corpus, small_demo_corpus, without_std_floor, Setup
 from harness.findings import FAIL
 from harness.model_checks import check_forward
 from harness.training_checks import check_smoke
@@ -71,14 +71,12 @@ def report_config(corpus, model: str = "small", **changes) -> TrainConfig:
 
 
 @contextlib.contextmanager
-def pipeline(no_floor: bool, loop_zscore: bool):
-    """The dataset's std floor removed and/or the per-sample z-score added in the training loop."""
+def pipeline(no_floor: bool):
+    """The dataset's std floor removed (the loop's z-score is configured: batch_transform=LOOP_ZSCORE)."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(np.errstate(divide="ignore", invalid="ignore"))  # the divisions under test
         if no_floor:
             stack.enter_context(without_std_floor())
-        if loop_zscore:
-            stack.enter_context(per_sample_zscore_in_loop())
         yield
 
 
@@ -98,7 +96,7 @@ def train(cfg: TrainConfig, steps: int):
         batch = collate([ds[i] for i in order[start : start + cfg.batch_size]])
         res = training.train_step(model, batch, optimizer, scaler, cfg, CPU, scheduler)
         if not res.finite:
-            return losses, step + 1, training.to_model_input(batch, CPU)
+            return losses, step + 1, ctx.to_input(batch)
         losses.append(res.loss)
     return losses, None, None
 
@@ -118,8 +116,8 @@ def test_reported_configuration_goes_nonfinite_at_once(incident_corpus):
     """The report's full-training pipeline, with the default (full-size) model: the very first
     step is non-finite, and every value of the model input is NaN."""
     corpus, _ = incident_corpus
-    with pipeline(no_floor=True, loop_zscore=True):
-        losses, bad_step, batch = train(report_config(corpus, model="default"), steps=3)
+    with pipeline(no_floor=True):
+        losses, bad_step, batch = train(report_config(corpus, model="default", batch_transform=LOOP_ZSCORE), steps=3)
     assert bad_step == 1, f"expected a non-finite first step, got losses {losses}"
     share = float((~torch.isfinite(batch.features)).float().mean())
     assert share == 1.0, f"only {share:.1%} of the model input is non-finite"
@@ -130,10 +128,10 @@ def test_gate_refuses_it_and_names_the_division(incident_corpus):
     normalization finding names the global z-score's division by std 0, the left-hand channels
     and the samples."""
     corpus, _ = incident_corpus
-    cfg = report_config(corpus)
-    with pipeline(no_floor=True, loop_zscore=True):
+    cfg = report_config(corpus, batch_transform=LOOP_ZSCORE)
+    with pipeline(no_floor=True):
         ctx = HarnessContext(cfg, CPU)
-        norm = check_normalization(ctx.dataset(), ctx.probe_indices(), lambda b: training.to_model_input(b, CPU), ctx.thresholds, ctx.train_frames)
+        norm = check_normalization(ctx.dataset(), ctx.probe_indices(), ctx.to_input, ctx.thresholds, ctx.train_frames)
         fwd = check_forward(ctx.model(), ctx.probe_batch(), ctx.thresholds)
         smoke = check_smoke(cfg, ctx.model(), ctx.dataset(), ctx.probe_indices(k_random=8), CPU, ctx.thresholds)
         train_ids = {r.id for r in ctx.dataset().records}
@@ -159,7 +157,7 @@ def test_the_division_alone_produces_the_nan(incident_corpus):
     """No per-sample z-score at all: the global z-score without a floor is already non-finite at
     step 1, and exactly in the columns whose train std is 0 (the never-seen left hand)."""
     corpus, _ = incident_corpus
-    with pipeline(no_floor=True, loop_zscore=False):
+    with pipeline(no_floor=True):
         _, bad_step, batch = train(report_config(corpus), steps=3)
     assert bad_step == 1
     columns = set(torch.nonzero((~torch.isfinite(batch.features)).any(dim=1).any(dim=0)).flatten().tolist())
@@ -176,9 +174,8 @@ def test_double_normalization_with_std_floor_stays_finite(incident_corpus):
     normalization: the model's per-modality LayerNorm undoes a per-sample affine rescale."""
     corpus, _ = incident_corpus
     cfg = report_config(corpus, model="default")
-    with pipeline(no_floor=False, loop_zscore=True):
-        double, bad_double, _ = train(cfg, steps=8)
-    with pipeline(no_floor=False, loop_zscore=False):
+    with pipeline(no_floor=False):
+        double, bad_double, _ = train(cfg.replace(batch_transform=LOOP_ZSCORE), steps=8)
         single, bad_single, _ = train(cfg, steps=8)
     assert bad_double is None and bad_single is None
     assert all(math.isfinite(x) for x in double) and len(double) == 8
@@ -190,8 +187,8 @@ def test_the_reported_fix_works_for_another_reason(incident_corpus):
     """normalize=False (the write-up's fix) keeps only the per-sample z-score over (time,
     features): one std per sample, never ~0, so it is finite - it removed the division."""
     corpus, _ = incident_corpus
-    with pipeline(no_floor=True, loop_zscore=True):
-        losses, bad_step, _ = train(report_config(corpus, normalize="none"), steps=6)
+    with pipeline(no_floor=True):
+        losses, bad_step, _ = train(report_config(corpus, normalize="none", batch_transform=LOOP_ZSCORE), steps=6)
     assert bad_step is None and len(losses) == 6
 
 
@@ -216,6 +213,6 @@ def test_real_kaggle_split_nan_iff_a_train_channel_is_constant(tmp_path):
     if corpus is None:
         pytest.skip("no real data at ../shared/data/kaggle_asl_signs")
     assert not zero_std_columns(corpus)
-    with pipeline(no_floor=True, loop_zscore=True):
-        losses, bad_step, _ = train(report_config(corpus), steps=6)
+    with pipeline(no_floor=True):
+        losses, bad_step, _ = train(report_config(corpus, batch_transform=LOOP_ZSCORE), steps=6)
     assert bad_step is None and len(losses) == 6
