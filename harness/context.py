@@ -8,10 +8,11 @@ batch_transform and model factory (model/components.py).
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import torch
 
-from data.corpus import Corpus
+from data.corpus import MANIFEST, Corpus
 from data.dataset import MediaPipeFeatureDataset, Vocabulary, collate
 from data.layout import input_dim as layout_input_dim
 from data.normalize import METHODS
@@ -47,13 +48,13 @@ class HarnessContext:
     def corpus(self) -> Corpus | None:
         """The raw corpus (data_dir, or the demo corpus for the project's own dataset); None for
         a user dataset without data_dir. validate=False: manifest problems are the labels check's."""
-        if self.external and self.cfg.data_dir is None:
-            return None
+        if self.external and (self.cfg.data_dir is None or not (Path(self.cfg.data_dir) / MANIFEST).is_file()):
+            return None  # the user's dataset reads its own files, in a format of its own
         return Corpus(training.corpus_dir(self.cfg), validate=False)
 
     @functools.cached_property
     def _external_splits(self) -> dict:
-        return load_external_splits(self.cfg.dataset, self.cfg.config_dir)
+        return load_external_splits(self.cfg.dataset, self.cfg.config_dir, self.cfg.data_dir)
 
     @functools.cached_property
     def _corpus_scan(self):

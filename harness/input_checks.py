@@ -215,11 +215,10 @@ def check_model_input(samples: list, to_input, t: dict, model=None, dataset_obj=
             std0, share0 = _standardised(x0, valid)
             fits = [_affine_fit(x0[b, : lengths[b]], x1[b, : lengths[b]]) for b in range(len(ids))]
             affine = all(res < 1e-3 * max(1.0, abs(a)) for a, _, res in fits)
-            z = []
+            z = []  # each sample z-scored: over its valid frames, or over its padded row (statistics that include padding)
             for b in range(len(ids)):
-                v = x1[b, : lengths[b]]
-                v = v[np.isfinite(v)]
-                z.append(v.size > 1 and abs(v.mean()) < 0.1 and 0.8 < v.std() < 1.25)
+                rows = [v[np.isfinite(v)] for v in (x1[b, : lengths[b]], x1[b])]
+                z.append(any(v.size > 1 and abs(v.mean()) < 0.1 and 0.8 < v.std() < 1.25 for v in rows))
             values["dataset_output_standardised_share"] = share0
             if std0 and affine and all(z):
                 a, b_, _ = fits[0]

@@ -45,6 +45,39 @@ def pytest_addoption(parser):
     group.addoption("--scan-workers", type=int, default=0, help="worker processes for the streaming corpus scan")
 
 
+PATH_OPTIONS = ("data_dir", "config", "replay", "diag_json")  # dests of this plugin's options that take a path
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config, args, parser):
+    """pytest chooses its rootdir and ini file before any plugin has added its options, so the
+    value of `--data-dir PATH` (written with a space) is taken there for a test path: the rootdir
+    becomes the corpus, the project's pytest.ini is not read and .pytest_cache would land in the
+    user's data. Now that the options are known, choose again from the real test paths."""
+    ns = early_config.known_args_namespace
+    values = [getattr(ns, d, None) for d in PATH_OPTIONS]
+    if ns.inifilename or ns.rootdir or not any(values):
+        return
+    from _pytest.config.findpaths import determine_setup
+
+    rootpath, inipath, inicfg, ignored = determine_setup(
+        inifile=None, override_ini=ns.override_ini, args=ns.file_or_dir, rootdir_cmd_arg=None,
+        invocation_dir=early_config.invocation_params.dir,
+    )
+    if (rootpath, inipath) == (early_config.rootpath, early_config.inipath):
+        return
+    try:  # pytest's own attributes (pinned pytest); should they move, the run goes on with pytest's choice
+        early_config._rootpath, early_config._inipath, early_config._inicfg = rootpath, inipath, inicfg
+        early_config._ignored_config_files = ignored
+        early_config._inicache.clear()
+        early_config._parser.extra_info.update(rootdir=str(rootpath), inifile=str(inipath))
+    except AttributeError:
+        return
+    # the ini's addopts (pytest applied those of no file) and its conftest boundary
+    args[:] = early_config._validate_args(early_config.getini("addopts"), "via addopts config") + args
+    ns.confcutdir = str(inipath.parent if inipath is not None else rootpath)
+
+
 def pytest_configure(config):
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")

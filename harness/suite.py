@@ -54,7 +54,8 @@ def _methods(cfg: TrainConfig, configured_only: bool) -> tuple:
 
 def _needs_corpus(ctx: HarnessContext) -> str:
     if ctx.corpus is None:
-        return f"no corpus to read: the dataset is the user's ({ctx.cfg.dataset}) and no data_dir is given; model_input checks its output"
+        return (f"no corpus to scan: the dataset is the user's ({ctx.cfg.dataset}) and data_dir holds no manifest.csv "
+                "(the project's corpus format); model_input checks what the dataset yields")
     return ""
 
 

@@ -2,7 +2,7 @@
 
     model = "i3d_teacher"                       # a registered name, or
     model = "my_project.models:make_model"      # factory(vocab_size: int, input_dim: int, **model_overrides) -> nn.Module
-    dataset = "my_project.data:make_dataset"    # factory(split: str) -> torch Dataset of mappings
+    dataset = "my_project.data:make_dataset"    # factory(split: str[, data_dir=...]) -> torch Dataset of mappings
     batch_transform = "my_project.loop:prepare" # fn(features [B, T, F], lengths [B]) -> features
 
 Each "module.path:attribute" is imported from the configuration file's directory, the working
@@ -104,24 +104,24 @@ def source_digest(specs, base_dir=None) -> str:
     """Hash of the source files behind the configured components: each one's module and every
     module loaded from that module's directory (its project's helpers), so editing any of them
     changes the gate's fingerprint."""
-    h = hashlib.sha256()
-    for spec in sorted(s for s in specs if is_component_path(s)):
-        obj = import_object(spec, "component", base_dir)
-        files = set()
+    specs = sorted({s for s in specs if is_component_path(s)})
+    objects = [import_object(spec, "component", base_dir) for spec in specs]  # all imported before any file is listed
+    files = set()
+    for spec, obj in zip(specs, objects):
         for o in (obj, sys.modules.get(spec.partition(":")[0])):
             try:
                 files.add(Path(inspect.getsourcefile(inspect.unwrap(o))).resolve())
             except (TypeError, OSError):
                 pass
-        roots = {f.parent for f in files}
-        for mod in list(sys.modules.values()):
-            f = getattr(mod, "__file__", None)
-            if f and f.endswith(".py") and any(Path(f).resolve().is_relative_to(r) for r in roots):
-                files.add(Path(f).resolve())
-        h.update(spec.encode())
-        for f in sorted(files):
-            h.update(str(f).encode())
-            h.update(f.read_bytes())
+    roots = {f.parent for f in files}
+    for mod in list(sys.modules.values()):
+        f = getattr(mod, "__file__", None)
+        if f and f.endswith(".py") and any(Path(f).resolve().is_relative_to(r) for r in roots):
+            files.add(Path(f).resolve())
+    h = hashlib.sha256("\n".join(specs).encode())
+    for f in sorted(files):
+        h.update(str(f).encode())
+        h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -257,14 +257,20 @@ class ExternalDataset(torch.utils.data.Dataset):
         return Sample(id=sid, features=x, targets=targets, glosses=glosses, normalization=EXTERNAL)
 
 
-def load_external_splits(spec: str, base_dir=None, splits=("train", "dev", "test")) -> dict:
-    """factory(split) for each split -> {split: user dataset}; splits the factory has no data for
-    (it raises KeyError/FileNotFoundError/ValueError, returns None or an empty dataset) are left out."""
+def load_external_splits(spec: str, base_dir=None, data_dir=None, splits=("train", "dev", "test")) -> dict:
+    """factory(split) for each split -> {split: user dataset}; a factory that takes a `data_dir`
+    keyword gets the configuration's. Splits it has no data for (it raises KeyError or
+    FileNotFoundError, returns None or an empty dataset) are left out; train is required."""
     factory = import_object(spec, "dataset", base_dir, "a factory(split: str) -> torch Dataset")
+    try:
+        takes_dir = "data_dir" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        takes_dir = False
+    kwargs = {"data_dir": data_dir} if takes_dir and data_dir is not None else {}
     out = {}
     for split in splits:
         try:
-            ds = factory(split)
+            ds = factory(split, **kwargs)
         except (KeyError, FileNotFoundError) as exc:
             if split == "train":
                 raise ComponentError(f"dataset = {spec!r}: factory('train') raised {type(exc).__name__}: {exc}") from exc

@@ -11,6 +11,7 @@ import dataclasses
 
 from torch import nn
 
+from model.components import build_external_model, is_component_path
 from model.i3d import I3DTeacher
 
 _MODELS: dict[str, type] = {}
@@ -59,6 +60,9 @@ def model_from_checkpoint_args(name: str, model_args: dict) -> nn.Module:
     """Rebuild a model from a checkpoint's model_args (dataclasses.asdict of its config, possibly JSON round-tripped)."""
     if not isinstance(model_args, dict):
         raise TypeError(f"model_args must be a dict (asdict of the model config), got {type(model_args).__name__}")
+    if is_component_path(name):  # the user's factory: model_args are its arguments
+        args = dict(model_args)
+        return build_external_model(name, args.pop("vocab_size"), args.pop("input_dim"), args)
     return create_model(name, **model_args)
 
 

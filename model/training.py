@@ -75,7 +75,7 @@ def external_items(inner, spec: str, split: str) -> list[tuple[str, tuple[str, .
 
 def build_external_data(cfg: TrainConfig, vocab: Vocabulary | None = None) -> DataBundle:
     """The user's dataset factory, one ExternalDataset a split; the vocabulary from its train items."""
-    inner = load_external_splits(cfg.dataset, cfg.config_dir)
+    inner = load_external_splits(cfg.dataset, cfg.config_dir, cfg.data_dir)
     if vocab is None:
         vocab = Vocabulary(sorted({g for _, glosses in external_items(inner["train"], cfg.dataset, "train") for g in glosses}))
     width = int(ExternalDataset(inner["train"], cfg.dataset, "train", vocab).item(0)[1].shape[1])
