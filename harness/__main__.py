@@ -11,14 +11,10 @@ fails, 0 when none does. Other arguments go to pytest (e.g. `-n 2`, `-k forward`
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-SUITE = Path(__file__).with_name("pytest_suite.py")
 MARKERS = {"check": "compat or smoke", "overfit": "overfit"}
-# what pytest.ini's filterwarnings does inside the repository: the protobuf that mediapipe pins warns on import
-QUIET_WARNINGS = ["-W", "ignore::DeprecationWarning:google.protobuf.*", "-W", "ignore::UserWarning:google.protobuf.*"]
 
 
 def parse(argv):
@@ -44,8 +40,9 @@ def main(argv=None) -> int:
         return 2
     import pytest
 
-    pytest_args = [str(SUITE), "-m", MARKERS[args.command], "-c", os.devnull, "--rootdir", str(SUITE.parent),
-                   "-p", "no:cacheprovider", "--no-header", "-q", *QUIET_WARNINGS]
+    from harness.pytest_suite import standalone_args
+
+    pytest_args = standalone_args() + ["-m", MARKERS[args.command], "--no-header", "-q"]
     # paths as options (not a preset object) so that pytest-xdist workers (-n N) see them too
     if args.config:
         pytest_args += ["--config", str(args.config.resolve())]

@@ -63,6 +63,7 @@ GOALS = {
     "loader_w2_vs_step": (">=", 3.0),
     "trainer_vs_bare": (">=", 0.95),
     "gate_cached_seconds": ("<=", 2.0),
+    "harness_check_vs_compat": ("<=", 1.0),
     "scan_peak_10n_vs_n": ("<=", 1.1),
     "train_stats_peak_10n_vs_n": ("<=", 1.1),
     "iterate_peak_10n_vs_n": ("<=", 1.1),
@@ -265,30 +266,21 @@ def _child_iterate(meter: Meter, corpus: str, batch_size: int = 8, normalization
 
 def _child_scale_pass(meter: Meter, corpus: str, workers: int = 2) -> dict:
     """The streaming compat data pass: scan, then the data checks that read only its results."""
-    from data.corpus import Corpus
-    from data.dataset import Vocabulary
-    from harness.data_checks import check_clean_features, check_ctc_feasibility, check_labels
-    from harness.scan import scan_corpus
-    from harness.thresholds import resolve
-    from model import training
+    from harness.context import HarnessContext
+    from harness.suite import run_check
     from model.config import TrainConfig
 
-    c = Corpus(corpus, validate=False)
-    vocab = Vocabulary.from_records(c.records)
-    model = training.build_model(TrainConfig(data_dir=corpus), len(vocab))  # its output_lengths: the stride
+    ctx = HarnessContext(TrainConfig(data_dir=corpus, device="cpu"), workers=workers)
+    ctx.model()  # its output_lengths (the stride); built outside the timing
     meter.start()
     t = {}
     t0 = time.perf_counter()
-    scan = scan_corpus(c, workers=workers)
+    scan = ctx.scan
     t["scan"] = time.perf_counter() - t0
     findings = {}
-    for name, check in (
-        ("clean_features", lambda: check_clean_features(scan, resolve())),
-        ("ctc_feasibility", lambda: check_ctc_feasibility(scan, c.records, vocab, model.output_lengths)),
-        ("labels", lambda: check_labels(c.dir, c.records, vocab, scan)),
-    ):
+    for name in ("clean_features", "ctc_feasibility", "labels"):  # the data checks that read only the scan
         t0 = time.perf_counter()
-        findings[name] = check().status
+        findings[name] = run_check(name, ctx).status
         t[name] = time.perf_counter() - t0
     return {
         "files": len(scan.files),
@@ -560,10 +552,10 @@ def section_compat(tmp: Path, quick: bool, rounds: int) -> SectionResult:
     base = [sys.executable, "-m", "pytest", "-m", "compat or smoke", "tests/compat", "-p", "no:cacheprovider", "-q"]
     status = {}
 
-    def suite(extra: list, name: str):
+    def suite(extra: list, name: str, command=None, cwd=REPO):
         def run() -> float:
             t0 = time.perf_counter()
-            done = subprocess.run(base + extra, cwd=REPO, capture_output=True, text=True)
+            done = subprocess.run((command or base) + extra, cwd=cwd, capture_output=True, text=True)
             seconds = time.perf_counter() - t0
             status[name] = done.returncode
             if done.returncode != 0:
@@ -571,14 +563,19 @@ def section_compat(tmp: Path, quick: bool, rounds: int) -> SectionResult:
             return seconds
         return run
 
-    best = best_of_alternating({"serial": suite([], "serial"), "n2": suite(["-n", "2"], "n2")}, rounds, better=min)
+    # the command-line form, from a directory outside the repository: compat + smoke of the configured method
+    check = [sys.executable, "-m", "harness", "check"]
+    sides = {"serial": suite([], "serial"), "n2": suite(["-n", "2"], "n2"), "check": suite([], "check", check, tmp)}
+    best = best_of_alternating(sides, rounds, better=min)
     gate = run_child("gate", out_dir=str(tmp / "gate_out"), cache_dir=str(tmp / "gate_cache"))
-    serial, n2 = best["serial"]["best"], best["n2"]["best"]
-    res.figures = {"serial_seconds": serial, "n2_seconds": n2, "exit_status": status, "gate": gate,
+    serial, n2, cli = best["serial"]["best"], best["n2"]["best"], best["check"]["best"]
+    res.figures = {"serial_seconds": serial, "n2_seconds": n2, "check_seconds": cli, "exit_status": status, "gate": gate,
                    "runs": {k: v["all"] for k, v in best.items()}}
     ok = "passed" if all(v == 0 for k, v in status.items() if not k.endswith("_tail")) else f"FAILED (exit {status})"
     res.rows = [
         Row("compat", "compat_n2_vs_serial", "compat suite: -n 2 vs serial (speed-up)", serial / n2, f"{n2:.1f} s", f"{serial:.1f} s", f"demo corpus; suite {ok}"),
+        Row("compat", "harness_check_vs_compat", "python -m harness check vs pytest -m compat (wall time)", cli / serial, f"{cli:.1f} s",
+            f"{serial:.1f} s", "check: the configured normalization; pytest -m compat: all five"),
         Row("compat", "gate_cached_seconds", "gate: cached re-run (seconds)", gate["second_seconds"], f"{gate['second_seconds']:.2f} s",
             f"{gate['first_seconds']:.1f} s cold", f"cached: {gate['second_cached']}, verdict passed: {gate['passed']}"),
     ]

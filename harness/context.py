@@ -152,10 +152,12 @@ class HarnessContext:
         """Exactly what training feeds the model: the loader batch on the device, transformed."""
         return training.to_model_input(batch, self.device, self.transform)
 
-    def probe_indices(self, method: str | None = None, k_random: int = 4) -> list[int]:
+    def probe_indices(self, method: str | None = None, k_random: int = 4, split: str = "train") -> list[int]:
+        """Indices into a split's dataset: its longest, shortest, most-missing and largest-valued
+        samples, then `k_random` random ones."""
         from harness.training_checks import extreme_indices
 
-        return extreme_indices(self.scan.files, self.split_records("train"), k_random=k_random, seed=self.cfg.seed)
+        return extreme_indices(self.scan.files, self.split_records(split), k_random=k_random, seed=self.cfg.seed)
 
     def overfit_indices(self) -> list[int]:
         """The fixed tiny subset the overfit check trains on: the shortest train samples (fast)."""

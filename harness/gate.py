@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,6 @@ from model.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CODE_DIRS = ("data", "model", "harness")
-SUITE = Path(__file__).with_name("pytest_suite.py")
 
 
 def code_version() -> str:
@@ -97,14 +95,13 @@ def run_gate(cfg: TrainConfig, out_dir, cache_dir=None, quiet: bool = True) -> G
     import pytest
 
     from harness.plugin import ConfiguredRun
+    from harness.pytest_suite import standalone_args
 
     out_dir.mkdir(parents=True, exist_ok=True)
     diag, report = out_dir / "gate_findings.json", out_dir / "gate_report.html"
     run = ConfiguredRun(cfg)
-    args = [
-        str(SUITE), "-m", "compat or smoke", "--configured-only",
-        "--diag-json", str(diag), "--html", str(report), "--self-contained-html",
-        "-p", "no:cacheprovider", "--rootdir", str(SUITE.parent), "-c", os.devnull,
+    args = standalone_args() + [
+        "-m", "compat or smoke", "--configured-only", "--diag-json", str(diag), "--html", str(report), "--self-contained-html",
     ]
     if quiet:
         args += ["-q", "--no-header"]

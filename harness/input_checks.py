@@ -117,12 +117,15 @@ def _standardised(x: np.ndarray, valid: np.ndarray) -> tuple[bool, float]:
     return share > 0.8, share
 
 
-def check_model_input(samples: list, to_input, t: dict, model=None, dataset_obj=None, columns=None, transform_name: str | None = None) -> Finding:
+def check_model_input(samples: list, to_input, t: dict, model=None, dataset_obj=None, columns=None, transform_name: str | None = None,
+                      n_train: int | None = None) -> Finding:
     """The model input of these samples (collated dataset output -> to_input, which moves it to
     the device and applies the batch_transform) is finite and bounded; a non-finite value is
     traced to where it is born (the dataset, or the transform) and, for a dataset-level division
     by a zero std, to the divisor and its channels; a second z-score in the transform is named,
-    and whether it matters for this model is measured (model output with and without it)."""
+    and whether it matters for this model is measured (model output with and without it).
+    The first `n_train` samples (default all) are from the train split, whose statistics a
+    dataset-level z-score uses: whether the output is already standardised is judged on them."""
     start = time.perf_counter()
     batch = collate(samples)
     out = to_input(batch)
@@ -208,16 +211,31 @@ def check_model_input(samples: list, to_input, t: dict, model=None, dataset_obj=
         locations.append({"sample": ids[b], "frame": int(f), "feature": name1(int(j))})
         fails.append(f"model input not bounded: |x| = {max_abs:.3g} > {t['max_abs_input']:g} at sample {ids[b]} frame {int(f)} {name1(int(j))}")
 
+    if transform_name and same_width and max_abs <= t["max_abs_input"]:
+        finite0 = np.where(np.isfinite(x0), x0, 0.0) * valid[..., None]
+        raw_max = float(np.abs(finite0).max()) if finite0.size else 0.0
+        if raw_max > t["max_abs_input"]:
+            b, f, j = np.unravel_index(int(np.argmax(np.abs(finite0))), finite0.shape)
+            warns.append(
+                f"the dataset's output is unbounded before batch_transform: |x| = {raw_max:.3g} at sample {ids[b]} frame {int(f)} "
+                f"{name0(int(j))}; batch_transform {transform_name!r} scales it back, and every other channel of that sample with it"
+            )
+            bad_samples.append(ids[b])
+            bad_features.append(name0(int(j)))
     if transform_name and same_width:
-        x0f = np.where(np.isfinite(x0), x0, 0.0) * valid[..., None]  # what a std floor would give there: (0 - 0) / floor
-        changed = not np.allclose(np.where(valid[..., None], x1, 0), np.where(valid[..., None], x0, 0), atol=1e-6, equal_nan=True)
+        # judged on finite input: where the dataset's output is non-finite, what a std floor would
+        # give there ((0 - 0) / floor = 0); the transform of a NaN batch says nothing about itself
+        x0f = np.where(np.isfinite(x0), x0, 0.0) * valid[..., None]
+        x1f = to_input(_replace_all(batch, x0f)).features.detach().float().cpu().numpy().astype(np.float64)
+        changed = not np.allclose(np.where(valid[..., None], x1f, 0), x0f, atol=1e-6)
         if changed:
-            std0, share0 = _standardised(x0, valid)
-            fits = [_affine_fit(x0[b, : lengths[b]], x1[b, : lengths[b]]) for b in range(len(ids))]
+            from_train = np.arange(len(ids))[:, None] < (len(ids) if n_train is None else n_train)
+            std0, share0 = _standardised(x0f, valid & from_train)
+            fits = [_affine_fit(x0f[b, : lengths[b]], x1f[b, : lengths[b]]) for b in range(len(ids))]
             affine = all(res < 1e-3 * max(1.0, abs(a)) for a, _, res in fits)
             z = []  # each sample z-scored: over its valid frames, or over its padded row (statistics that include padding)
             for b in range(len(ids)):
-                rows = [v[np.isfinite(v)] for v in (x1[b, : lengths[b]], x1[b])]
+                rows = [v[np.isfinite(v)] for v in (x1f[b, : lengths[b]], x1f[b])]
                 z.append(any(v.size > 1 and abs(v.mean()) < 0.1 and 0.8 < v.std() < 1.25 for v in rows))
             values["dataset_output_standardised_share"] = share0
             if std0 and affine and all(z):

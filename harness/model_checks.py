@@ -105,7 +105,8 @@ def check_forward(model, batch: Batch, t: dict, label: str = "") -> Finding:
         check=f"forward{label}",
         status=status_from(bool(fails)),
         summary="; ".join(fails) or f"{len(batch)} samples: all module outputs finite, log-probs normalised, output lengths exact",
-        hint="apply log_softmax at the head; make output_lengths follow every strided layer; find the module named above" if fails else "",
+        hint=("the model input is not finite: fix it first (the model_input and normalization checks name where it is born)" if samples and _nonfinite_inputs(batch)
+              else "apply log_softmax at the head; make output_lengths follow every strided layer; find the module named above") if fails else "",
         values=values,
         samples=samples,
         modality=modality,

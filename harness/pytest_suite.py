@@ -5,10 +5,23 @@ carrying its check's marker (compat, smoke, overfit).
 Run it where the checks are wanted: `python -m harness check` collects this file; a project's
 own test module can `from harness.pytest_suite import test_check` to run them under its pytest.
 """
+import os
+from pathlib import Path
+
 import pytest
 
 from harness.findings import SKIP
 from harness.suite import run_check
+
+
+def standalone_args() -> list[str]:
+    """pytest arguments that run this file on its own, wherever the caller stands: no ini file of
+    the working directory applies (its addopts or testpaths are another project's), no cache is
+    written, and the warnings the repository's pytest.ini filters (protobuf, which mediapipe
+    pins, warns on import) stay quiet."""
+    here = Path(__file__)
+    return [str(here), "-c", os.devnull, "--rootdir", str(here.parent), "-p", "no:cacheprovider",
+            "-W", "ignore::DeprecationWarning:google.protobuf.*", "-W", "ignore::UserWarning:google.protobuf.*"]
 
 
 def test_check(cslr_check, harness, record_finding):

@@ -86,6 +86,12 @@ def _normalization(ctx: HarnessContext, method) -> Finding:
 def _model_input(ctx: HarnessContext, _) -> Finding:
     ds = ctx.dataset()
     samples = [ds[i] for i in ctx.probe_indices()]
+    n_train = len(samples)
+    # and the extremes of dev and test: statistics from train meet values train never had there
+    for split in ("dev", "test"):
+        if ctx.split_records(split):
+            other = ctx.dataset(split=split)
+            samples += [other[i] for i in ctx.probe_indices(split=split, k_random=0)]
     try:
         model = ctx.model()
     except ComponentError:
@@ -96,7 +102,7 @@ def _model_input(ctx: HarnessContext, _) -> Finding:
 
         columns = modality_columns(ctx.cfg.modalities)
     inner = getattr(ds, "inner", ds)
-    return check_model_input(samples, ctx.to_input, ctx.thresholds, model, inner, columns, ctx.cfg.batch_transform)
+    return check_model_input(samples, ctx.to_input, ctx.thresholds, model, inner, columns, ctx.cfg.batch_transform, n_train)
 
 
 def _batch_size(ctx: HarnessContext, n) -> Finding:

@@ -57,7 +57,7 @@ def check_smoke(cfg, model, dataset, indices: list[int], device: torch.device, t
             first = first_nonfinite_module(model, b.features, b.lengths)
             where = f"; first non-finite module '{first[0]}' ({first[1]})" if first else ""
             if not torch.isfinite(b.features).all():
-                where += "; the model input itself holds NaN/Inf (see the normalization check)"
+                where += "; the model input itself holds NaN/Inf (see the model_input and normalization checks)"
             what = "loss" if not np.isfinite(res.loss) else "gradients"
             fails.append(f"step {step + 1}: non-finite {what} for samples {res.nonfinite_ids}{where}")
             samples = res.nonfinite_ids

@@ -135,8 +135,11 @@ def test_user_code_fault_is_caught_by_its_check(fault, request):
     assert all(w.lower() in text for w in words), f"{fault}: {first.message()}"
     if fault == "no_std_floor":
         assert set(first.features) == set(LEFT_HAND_FEATURES), first.features
-        train_ids = {r.id for r in read_manifest(corpus) if r.split == "train"}
-        assert first.samples and set(first.samples) <= train_ids
+        ids = {r.split: set() for r in read_manifest(corpus)}
+        for r in read_manifest(corpus):
+            ids[r.split].add(r.id)
+        # every probe sample: train ones (0/0 = NaN) and dev/test ones, where the hand moves (x/0 = Inf)
+        assert set(first.samples) & ids["train"] and set(first.samples) & ids["dev"], first.samples
     if fault == "blank_index_mismatch":  # the other model checks cannot run, and say why
         assert by_check["forward"][0].status == SKIP and "contract" in by_check["forward"][0].summary
 
@@ -292,3 +295,14 @@ def test_train_py_trains_the_user_setup_behind_the_gate(tmp_path, corpus):
     from model.registry import model_from_checkpoint_args
 
     model_from_checkpoint_args(ckpt["model_name"], ckpt["model_args"]).load_state_dict(ckpt["model"])
+
+
+def test_harness_overfit_command_on_the_user_setup(tmp_path, corpus):
+    """`python -m harness overfit` from outside the repository: the user's model reaches 0% WER."""
+    cfg = tmp_path / "user.toml"
+    cfg.write_text(f'data_dir = "{corpus}"\ndataset = "{DATA}make_dataset"\nmodel = "{MODEL}"\ndevice = "cpu"\n')
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, "-m", "harness", "overfit", "--config", str(cfg)], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "CSLR harness findings" in r.stdout and "overfit  pass" in r.stdout and "1 passed" in r.stdout, r.stdout
