@@ -18,7 +18,8 @@ Sections (goals in GOALS):
               model, batches and threads: collated batches in memory, plain forward / CTC /
               backward / AdamW, no diagnostics
   compat      wall time of `pytest -m "compat or smoke" tests/compat` serially and with -n 2 on the
-              demo corpus; harness.gate.run_gate cold vs its cached re-run
+              demo corpus, and of `python -m harness check` from outside the repository against
+              the serial run; harness.gate.run_gate cold vs its cached re-run
   memory      peak RSS of harness.scan.scan_corpus, data.dataset.compute_train_stats and of
               iterating the training dataset, on synthetic corpora of N and 10N samples
   disk        bytes a frame on disk: [T, 1629] float32 and float16 vs [T, 6516] float32

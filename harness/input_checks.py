@@ -264,11 +264,14 @@ def check_model_input(samples: list, to_input, t: dict, model=None, dataset_obj=
     values["key"] = f"max|x| {max_abs:.1f}" + (f", {values['nonfinite_fraction']:.1%} non-finite" if nf1.any() else "")
     values["locations"] = locations
     hint = ""
-    if fails:
-        hint = (
-            "floor every std the dataset divides by (std = max(std, 1e-3)) or drop channels constant over the train split; "
-            "store undetected landmarks as NaN and impute them before statistics"
-        )
+    if values.get("division_by_zero_std"):
+        hint = "floor every std the dataset divides by (std = max(std, 1e-3)) and zero the channels constant over the train split"
+    elif values.get("born_in") == "dataset":
+        hint = "impute missing landmarks in the dataset (forward-fill or zeros) before any statistic; its output must be finite"
+    elif values.get("born_in") == "batch_transform":
+        hint = "floor the std batch_transform divides by, and take its statistics over valid frames only"
+    elif fails:
+        hint = "find what scales the named feature (the dataset's normalization or batch_transform); keep the model input within a few units"
     elif warns:
         hint = "normalize in one place; a transform that must stay should mask padded frames"
     return Finding(

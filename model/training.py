@@ -124,9 +124,9 @@ def model_args(cfg: TrainConfig, model: torch.nn.Module, vocab_size: int, input_
     """What rebuilds the model from a checkpoint alone: its config dataclass, or a factory's arguments."""
     import dataclasses
 
-    if dataclasses.is_dataclass(getattr(model, "config", None)):
-        return dataclasses.asdict(model.config)
-    return {"vocab_size": vocab_size, "input_dim": input_dim, **cfg.model_overrides}
+    if is_component_path(cfg.model):  # model.registry.model_from_checkpoint_args calls the factory with them
+        return {"vocab_size": vocab_size, "input_dim": input_dim, **cfg.model_overrides}
+    return dataclasses.asdict(model.config)
 
 
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:

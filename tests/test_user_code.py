@@ -157,7 +157,9 @@ def test_double_normalization_is_named_and_measured(corpus):
 # ----------------------------------------------------------------------------- bad components
 
 
-def wrong_rank_model(vocab_size, input_dim):
+def _linear_model(vocab_size, input_dim, output):
+    """A per-frame linear model whose forward returns output(logits, lengths)."""
+
     class M(nn.Module):
         def __init__(self):
             super().__init__()
@@ -167,24 +169,17 @@ def wrong_rank_model(vocab_size, input_dim):
             return lengths
 
         def forward(self, x, lengths):
-            return self.lin(x).mean(1), lengths
+            return output(self.lin(x), lengths)
 
     return M()
+
+
+def wrong_rank_model(vocab_size, input_dim):
+    return _linear_model(vocab_size, input_dim, lambda logits, lengths: (logits.mean(1), lengths))
 
 
 def lengths_list_model(vocab_size, input_dim):
-    class M(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lin = nn.Linear(input_dim, vocab_size)
-
-        def output_lengths(self, lengths):
-            return lengths
-
-        def forward(self, x, lengths):
-            return self.lin(x).log_softmax(-1), lengths.tolist()
-
-    return M()
+    return _linear_model(vocab_size, input_dim, lambda logits, lengths: (logits.log_softmax(-1), lengths.tolist()))
 
 
 def no_output_lengths_model(vocab_size, input_dim):
