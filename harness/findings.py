@@ -72,7 +72,7 @@ def status_from(fail: bool, warn: bool = False) -> str:
 
 def format_findings(findings) -> str:
     """The closing table (check, status, key figure), then each failed check with its cause, its
-    samples, features and hint, then the reasons of skipped checks. Findings as Finding or JSON dicts."""
+    samples, features and hint, then each warning, then the reasons of skipped checks. Findings as Finding or JSON dicts."""
     rows = [f.to_json() if isinstance(f, Finding) else f for f in findings]
     if not rows:
         return ""
@@ -89,7 +89,6 @@ def format_findings(findings) -> str:
             lines.append(f"     features: {', '.join(map(str, f['features'][:8]))}{' ...' if len(f['features']) > 8 else ''} ({len(f['features'])})")
         if f.get("hint"):
             lines.append(f"     hint: {f['hint']}")
-    for f in rows:
-        if f["status"] == SKIP:
-            lines.append(f"skip {f['check']}: {f['summary']}")
+    for status in (WARN, SKIP):
+        lines += [f"{status} {f['check']}: {f['summary']}" for f in rows if f["status"] == status]
     return "\n".join(lines)

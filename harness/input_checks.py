@@ -220,6 +220,7 @@ def check_model_input(samples: list, to_input, t: dict, model=None, dataset_obj=
                 f"the dataset's output is unbounded before batch_transform: |x| = {raw_max:.3g} at sample {ids[b]} frame {int(f)} "
                 f"{name0(int(j))}; batch_transform {transform_name!r} scales it back, and every other channel of that sample with it"
             )
+            values["unbounded_before_transform"] = raw_max
             bad_samples.append(ids[b])
             bad_features.append(name0(int(j)))
     if transform_name and same_width:
@@ -272,6 +273,9 @@ def check_model_input(samples: list, to_input, t: dict, model=None, dataset_obj=
         hint = "floor the std batch_transform divides by, and take its statistics over valid frames only"
     elif fails:
         hint = "find what scales the named feature (the dataset's normalization or batch_transform); keep the model input within a few units"
+    elif "unbounded_before_transform" in values:
+        hint = ("zero (or drop) the channels that are ~constant over the train split: a std floor alone divides a channel "
+                "that never moves in train by the floor where it does move (dev/test)")
     elif warns:
         hint = "normalize in one place; a transform that must stay should mask padded frames"
     return Finding(

@@ -18,10 +18,12 @@ def standalone_args() -> list[str]:
     """pytest arguments that run this file on its own, wherever the caller stands: no ini file of
     the working directory applies (its addopts or testpaths are another project's), no cache is
     written, and the warnings the repository's pytest.ini filters (protobuf, which mediapipe
-    pins, warns on import) stay quiet."""
+    pins, warns on import) stay quiet. A failed check is reported by its finding, not a traceback."""
     here = Path(__file__)
     return [str(here), "-c", os.devnull, "--rootdir", str(here.parent), "-p", "no:cacheprovider",
-            "-W", "ignore::DeprecationWarning:google.protobuf.*", "-W", "ignore::UserWarning:google.protobuf.*"]
+            "-W", "ignore::DeprecationWarning:google.protobuf.*", "-W", "ignore::UserWarning:google.protobuf.*",
+            # the caller imported the project before pytest started: its modules are not assert-rewritten, and need not be
+            "-W", "ignore::pytest.PytestAssertRewriteWarning", "--tb=no"]
 
 
 def test_check(cslr_check, harness, record_finding):

@@ -16,10 +16,11 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 
 class TinyI3DTeacher(nn.Module):
-    def __init__(self, vocab_size: int, input_dim: int, fusion_dim: int = 48, hidden: int = 64, kernel: int = 5, stride: int = 2, dropout: float = 0.1):
+    def __init__(self, vocab_size: int, input_dim: int, fusion_dim: int = 48, hidden: int = 64, kernel: int = 5, stride: int = 2, dropout: float = 0.1, input_norm: bool = True):
         super().__init__()
         self.kernel, self.stride, self.padding = kernel, stride, kernel // 2
-        self.norm = nn.LayerNorm(input_dim)
+        # input_norm=False (model_overrides) drops it: the model then sees the per-sample z-score
+        self.norm = nn.LayerNorm(input_dim) if input_norm else nn.Identity()
         self.fusion = nn.Linear(input_dim, fusion_dim)
         self.stem = nn.Conv1d(fusion_dim, hidden, kernel_size=kernel, stride=stride, padding=self.padding)
         self.lstm = nn.LSTM(hidden, hidden, batch_first=True, bidirectional=True)
