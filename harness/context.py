@@ -58,7 +58,8 @@ class HarnessContext:
 
     @functools.cached_property
     def _corpus_scan(self):
-        return scan_corpus(self.corpus, self.thresholds["max_abs_coordinate"], self.cfg.impute, self.workers)
+        t = self.thresholds
+        return scan_corpus(self.corpus, t["max_abs_coordinate"], self.cfg.impute, self.workers, t["max_abs_z"])
 
     @functools.cached_property
     def _dataset_scan(self):

@@ -48,26 +48,44 @@ def check_clean_features(scan: CorpusScan, t: dict) -> Finding:
     if scan.train_stats is not None:
         constant_cols = np.flatnonzero(scan.train_stats.std < t["min_channel_std"])
 
-    problems, samples, features, modality = [], [], [], ""
+    z_out = [f for f in files if f.z_fraction > t["pixel_fraction"]]
+    problems, samples, features, modality, locations = [], [], [], "", []
+
+    def at(f, where) -> str:
+        """'sample S frame F feature' for a (frame, column) location, recorded in `locations`."""
+        frame, col = where
+        locations.append({"sample": f.id, "frame": frame, "feature": describe_column(col)})
+        features.append(describe_column(col))
+        return f"sample {f.id} frame {frame} {describe_column(col)}"
+
     if unreadable:
         problems.append(f"{len(unreadable)} file(s) unreadable or of wrong width/dtype: {unreadable[0].error}")
         samples += [f.id for f in unreadable]
     if inf:
-        problems.append(f"Inf values in {len(inf)} file(s) ({sum(f.n_inf for f in inf)} values), e.g. {inf[0].path}")
+        first = "; ".join(at(f, w) for f in inf[:3] for w in f.inf_at[:2])
+        problems.append(f"Inf values in {len(inf)} file(s) ({sum(f.n_inf for f in inf)} values), at {first} ({inf[0].path})")
         samples += [f.id for f in inf]
     if partial:
         problems.append(
             f"NaN that is not a whole missing landmark in {len(partial)} file(s) "
-            f"({sum(f.partial_nan_landmarks for f in partial)} landmarks), e.g. {partial[0].path}"
+            f"({sum(f.partial_nan_landmarks for f in partial)} landmarks), e.g. at {at(partial[0], partial[0].partial_at)} ({partial[0].path})"
         )
         samples += [f.id for f in partial]
     if pixels:
         worst = max(pixels, key=lambda f: f.max_abs)
         problems.append(
-            f"coordinates far outside normalised image range (max |x,y| {worst.max_abs:.1f} > {t['max_abs_coordinate']}) "
-            f"in {len(pixels)} file(s): pixel coordinates stored instead of 0..1, e.g. {worst.path}"
+            f"x/y far outside the normalised image range (max |x,y| {worst.max_abs:.1f} > {t['max_abs_coordinate']}) "
+            f"in {len(pixels)} file(s): pixel coordinates stored instead of 0..1, e.g. at {at(worst, worst.max_at)} ({worst.path})"
         )
         samples += [f.id for f in pixels]
+    if z_out:
+        worst = max(z_out, key=lambda f: f.z_max_abs)
+        problems.append(
+            f"z far outside MediaPipe's relative depth scale (max |z| {worst.z_max_abs:.3g} > {t['max_abs_z']:g}, "
+            f"{worst.z_fraction:.0%} of its z values) in {len(z_out)} file(s): z stored in other units, e.g. at "
+            f"{at(worst, worst.z_at)} ({worst.path})"
+        )
+        samples += [f.id for f in z_out]
     warnings = []
     if zero_filled_files:
         warnings.append(
@@ -75,8 +93,9 @@ def check_clean_features(scan: CorpusScan, t: dict) -> Finding:
             "(derivatives spike where the hand appears; zero channels have ~0 variance)"
         )
     if len(constant_cols):
-        modality = Counter(modality_of_column(int(c)) for c in constant_cols).most_common(1)[0][0]
-        features = [describe_column(int(c)) for c in constant_cols]
+        if not problems:  # the features named are those of the failure when there is one
+            modality = Counter(modality_of_column(int(c)) for c in constant_cols).most_common(1)[0][0]
+            features = [describe_column(int(c)) for c in constant_cols]
         warnings.append(
             f"{len(constant_cols)} channel(s) constant over the train split (std < {t['min_channel_std']:g}), "
             f"mostly {modality}: a z-score divides by ~0 there unless its std floor holds"
@@ -95,6 +114,8 @@ def check_clean_features(scan: CorpusScan, t: dict) -> Finding:
         hints.append("re-extract or drop the named files")
     if pixels:
         hints.append("divide x by the frame width and y by its height (pixel -> 0..1)")
+    if z_out:
+        hints.append("store MediaPipe's z as it comes (relative depth on the scale of x): re-import the raw landmarks, or undo the importer's scaling of z")
     if zero_filled_files:
         hints.append("store undetected landmarks as NaN; imputation then happens in one place")
     if len(constant_cols):
@@ -116,13 +137,15 @@ def check_clean_features(scan: CorpusScan, t: dict) -> Finding:
             "missing_fraction": missing,
             "zero_filled_fraction": zero,
             "constant_train_channels": int(len(constant_cols)),
+            "max_abs_z": max((f.z_max_abs for f in ok_files), default=0.0),
+            "locations": locations[:20],
             "length_min": int(lengths.min()),
             "length_median": float(np.median(lengths)),
             "length_max": int(lengths.max()),
         },
         samples=list(dict.fromkeys(samples)),
         modality=modality,
-        features=features,
+        features=list(dict.fromkeys(features)),
         tables={
             "Missing landmarks by part (share of frames x landmarks)": _table(["part", "missing (NaN)", "stored as 0"], missing_rows),
             "Length distribution (frames)": _table(["split", "samples", "min", "median", "max"], length_rows),
@@ -172,13 +195,25 @@ def check_labels(corpus_dir, records, vocab: Vocabulary, scan: CorpusScan | None
         fails.append(f"{len(train_unknown)} train sample(s) use glosses missing from the vocabulary")
         samples += train_unknown
     stats = gloss_statistics(corpus_dir) if corpus_dir is not None else records_statistics(records)
+    train_glosses = {g for r in records if r.split == "train" for g in r.glosses}
     for s in ("dev", "test"):
         rate = stats["oov_rate"][s]
         if rate:
+            oov = [r.id for r in records if r.split == s and any(g not in train_glosses for g in r.glosses)]
+            shown = ", ".join(oov[:5]) + (" ..." if len(oov) > 5 else "")
             warns.append(
-                f"{s}: {rate:.1%} of gloss tokens ({stats['oov_glosses'][s]} distinct glosses) never occur in train; "
-                "they count as errors in WER"
+                f"{s}: {rate:.1%} of gloss tokens ({stats['oov_glosses'][s]} distinct glosses) never occur in train, in "
+                f"{len(oov)} sample(s) ({shown}); they count as errors in WER"
             )
+            samples += oov
+    declared = _corpus_info(corpus_dir).get("signer_split") == "dependent"
+    shared = _shared_signers(records)
+    if shared and not declared:
+        pairs = ", ".join(f"{a}/{b}: {n}" for (a, b), n in shared.items())
+        warns.append(
+            f"the same signers appear in more than one split ({pairs} signers): dev/test WER measures signers seen in "
+            "training, not new ones (declare \"signer_split\": \"dependent\" in corpus.json if that is the design)"
+        )
     if scan is not None:
         by_digest = defaultdict(list)
         for f in scan.files:
@@ -222,6 +257,30 @@ def check_labels(corpus_dir, records, vocab: Vocabulary, scan: CorpusScan | None
         )},
         seconds=time.perf_counter() - start,
     )
+
+
+def _corpus_info(corpus_dir) -> dict:
+    """corpus.json of a corpus (written by the importers), {} if there is none."""
+    import json
+    from pathlib import Path
+
+    path = Path(corpus_dir) / "corpus.json" if corpus_dir is not None else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return {}
+
+
+def _shared_signers(records) -> dict:
+    """(split, split) -> number of signers in both, for the pairs that share any."""
+    by_split = defaultdict(set)
+    for r in records:
+        if getattr(r, "signer", ""):
+            by_split[r.split].add(r.signer)
+    splits = [s for s in ("train", "dev", "test") if by_split[s]]
+    return {(a, b): len(by_split[a] & by_split[b]) for i, a in enumerate(splits) for b in splits[i + 1:] if by_split[a] & by_split[b]}
 
 
 # ----------------------------------------------------------------------------- 6. CTC feasibility
@@ -274,6 +333,9 @@ def _second_transform(expected: np.ndarray, got: np.ndarray, method: str) -> str
     if not np.isfinite(got).all():
         return f"model input differs from one application of {method!r} and is not finite"
     e, g = expected.ravel().astype(np.float64), got.ravel().astype(np.float64)
+    if g.std() < 1e-6 < e.std():
+        return (f"the model input carries no signal: something between dataset and model sets every value of the sample to "
+                f"{g[0]:.3g} (a mask the wrong way round?)")
     # one scalar affine map for the whole sample: a per-sample z-score over (time, features)
     a, b = np.polyfit(e, g, 1) if e.std() > 0 else (1.0, 0.0)
     if np.abs(a * e + b - g).max() < 1e-3 * max(1.0, np.abs(g).max()):
@@ -329,6 +391,8 @@ def check_normalization(dataset, samples_idx, to_model_input, t: dict, train_fra
 
     nonfinite = ~np.isfinite(x)
     if nonfinite.any():
+        values["locations"] = [{"sample": batch.ids[b], "frame": int(f), "feature": describe_column(int(cols[j]))}
+                               for b, f, j in np.argwhere(nonfinite)[:20]]
         b_idx, _, f_idx = np.nonzero(nonfinite)
         feats = sorted(set(int(cols[i]) for i in f_idx))
         cause, origin_ids, origin_cols = _trace_nonfinite(dataset, samples_idx)
@@ -352,7 +416,15 @@ def check_normalization(dataset, samples_idx, to_model_input, t: dict, train_fra
         clipped = float((np.abs(xv) >= norm.clip * (1 - 1e-6)).mean())
         values["clipped_fraction"] = clipped
         if clipped > t["max_clipped_fraction"]:
-            warns.append(f"{clipped:.2%} of input values sit at the clip bound ±{norm.clip:g}: the clip is hiding outliers")
+            x_at = np.abs(np.where(valid[..., None], finite, 0)) >= norm.clip * (1 - 1e-6)
+            per_col = x_at.sum(axis=(0, 1))
+            top = np.argsort(per_col)[::-1][:5]
+            names = [describe_column(int(cols[j])) for j in top if per_col[j]]
+            bad_features += names
+            fails.append(
+                f"{clipped:.2%} of input values sit at the clip bound ±{norm.clip:g} (limit {t['max_clipped_fraction']:.2%}): the clip "
+                f"is hiding values far out of scale, most in {names}"
+            )
 
     # exactly once: compare with an independent single application
     if batch.normalization != method:
@@ -367,7 +439,9 @@ def check_normalization(dataset, samples_idx, to_model_input, t: dict, train_fra
             mismatched.append((sid, expected, got))
     if mismatched:
         sid, expected, got = mismatched[0]
-        fails.append(f"{_second_transform(expected, got, method)} ({len(mismatched)}/{len(samples_idx)} samples, e.g. {sid})")
+        what = _second_transform(expected, got, method)
+        values["no_signal"] = "carries no signal" in what
+        fails.append(f"{what} ({len(mismatched)}/{len(samples_idx)} samples, e.g. {sid})")
         bad_samples += [m[0] for m in mismatched]
     breakdown = modality_summary(batch, dataset.modalities)
     widths = modality_widths(dataset.modalities)
@@ -378,8 +452,8 @@ def check_normalization(dataset, samples_idx, to_model_input, t: dict, train_fra
         hint = "normalize in one place: the dataset's `normalize` setting; remove any z-score in the training loop; keep std_floor > 0"
         if any("missing landmarks reach the model" in f for f in fails):
             hint = "impute missing landmarks (the dataset's impute_method) before statistics and normalization; " + hint
-    elif warns:
-        hint = "look at the samples with the largest values (clean-features check) before raising the clip"
+    if any("clip bound" in f for f in fails):
+        hint = "find why those features are far out of scale (clean_features names out-of-range coordinates) before raising the clip"
     return Finding(
         check=f"normalization[{method}]",
         status=status_from(bool(fails), bool(warns)),

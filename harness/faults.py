@@ -33,6 +33,7 @@ from data.dataset import Vocabulary
 from data.layout import COORDS, LAYOUT
 from data.normalize import Normalizer
 from harness import suite
+from harness.causes import link_causes
 from harness.context import HarnessContext
 from harness.findings import FAIL, PASS, SKIP, WARN, Finding
 from harness.suite import check_name, crashed
@@ -130,6 +131,13 @@ def per_sample_zscore(features: torch.Tensor, lengths: torch.Tensor) -> torch.Te
 LOOP_ZSCORE = "harness.faults:per_sample_zscore"
 
 
+def inverted_padding_mask(features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """A loop step meant to zero the padded frames, with the comparison the wrong way round:
+    it zeroes every valid frame and keeps the (zero) padding. [B, T, F] -> [B, T, F]."""
+    keep = torch.arange(features.shape[1], device=features.device)[None, :] >= lengths[:, None]
+    return features * keep.unsqueeze(-1)
+
+
 def without_std_floor():
     """Patch Normalizer so its std floor is 0 (the constructor refuses 0, so set it afterwards):
     a z-score divides by the raw std, as the incident's dataset did."""
@@ -153,6 +161,11 @@ def hide_hand(setup: Setup, records, hand: str = "left_hand") -> None:
 
 
 # ----------------------------------------------------------------------------- the faults
+
+
+@contextlib.contextmanager
+def _inverted_padding_mask(setup):
+    yield dataclasses.replace(setup, cfg=setup.cfg.replace(batch_transform="harness.faults:inverted_padding_mask"))
 
 
 @contextlib.contextmanager
@@ -472,6 +485,14 @@ CATALOGUE: tuple[Fault, ...] = (
         "(github.com/fxia22/pointnet.pytorch/issues/27, github.com/MicrosoftDocs/pytorchfundamentals/pull/21).",
         ("forward",), _log_softmax_over_time, cause={"forward": ("time axis",)},
     ),
+    Fault(
+        "blank_plateau",
+        "The loop's padding mask the wrong way round (t >= length keeps the padding and zeroes every valid frame): the "
+        "model sees no signal, learns the blank and the label prior, and CTC sits on its all-blank plateau "
+        "(this pipeline sat there itself before the conv-norm fix: dev WER 87-100% at every learning rate).",
+        ("normalization", "model_input", "overfit"), _inverted_padding_mask,
+        cause={"normalization": ("no signal",), "model_input": ("no signal",), "overfit": ("all-blank plateau",)},
+    ),
 )
 HEALTHY = Fault("healthy", "no fault: the pipeline as configured", (), lambda setup: contextlib.nullcontext(setup))
 
@@ -518,7 +539,7 @@ def inject_and_run(fault: Fault, base_corpus, base_cfg: TrainConfig, checks=None
         # injected faults divide by zero on purpose; numpy's warnings would only repeat the findings
         with fault.inject(setup) as broken, np.errstate(divide="ignore", invalid="ignore"):
             ctx = HarnessContext(broken.cfg, "cpu")
-            findings = [run_check(name, ctx) for name in checks]
+            findings = link_causes([run_check(name, ctx) for name in checks])
             touched = list(broken.touched)
     return FaultRun(fault, findings, touched, time.perf_counter() - start)
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.corpus import Corpus, atomic_write_text
+from data.corpus import Corpus, atomic_write_bytes, atomic_write_text
 from harness.findings import FAIL, WARN
 from model import training
 from model.components import source_digest
@@ -23,6 +23,7 @@ from model.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CODE_DIRS = ("data", "model", "harness")
+REPORT_FILES = ("gate_report.html", "gate_findings.json")
 
 
 def code_version() -> str:
@@ -88,17 +89,26 @@ def run_gate(cfg: TrainConfig, out_dir, cache_dir=None, quiet: bool = True) -> G
     cache_dir = Path(cache_dir) if cache_dir else REPO / ".cache" / "gate"
     key = fingerprint(cfg)
     cached = cache_dir / f"{key}.json"
+    kept = {name: cache_dir / f"{key}.{name}" for name in REPORT_FILES}  # the report files of the run that gave the verdict
     if cached.is_file():
         d = json.loads(cached.read_text(encoding="utf-8"))
-        return GateResult(d["passed"], d["failed"], d["warned"], d["report"], True, time.perf_counter() - start, d["exitstatus"])
+        # this run gets its own copy of the report: the run that was cached may be long gone
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report = ""
+        for name, src in kept.items():
+            if src.is_file():
+                atomic_write_bytes(out_dir / name, src.read_bytes())
+                report = str(out_dir / REPORT_FILES[0]) if (out_dir / REPORT_FILES[0]).is_file() else report
+        return GateResult(d["passed"], d["failed"], d["warned"], report, True, time.perf_counter() - start, d["exitstatus"])
 
     import pytest
 
+    from harness.causes import link_causes
     from harness.plugin import ConfiguredRun
     from harness.pytest_suite import standalone_args
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    diag, report = out_dir / "gate_findings.json", out_dir / "gate_report.html"
+    report, diag = (out_dir / name for name in REPORT_FILES)
     run = ConfiguredRun(cfg)
     args = standalone_args() + [
         "-m", "compat or smoke", "--configured-only", "--diag-json", str(diag), "--html", str(report), "--self-contained-html",
@@ -106,9 +116,14 @@ def run_gate(cfg: TrainConfig, out_dir, cache_dir=None, quiet: bool = True) -> G
     if quiet:
         args += ["-q", "--no-header"]
     exitstatus = int(pytest.main(args, plugins=[run]))
+    run.findings = link_causes(run.findings)  # root causes first, the rest say what caused them
     failed = [f.to_json() for f in run.findings if f.status == FAIL]
     warned = [f.to_json() for f in run.findings if f.status == WARN]
     passed = exitstatus == 0 and not failed
-    result = GateResult(passed, failed, warned, str(report), False, time.perf_counter() - start, exitstatus, findings=run.findings)
-    atomic_write_text(cached, json.dumps({"passed": passed, "failed": failed, "warned": warned, "report": str(report), "exitstatus": exitstatus}))
+    result = GateResult(passed, failed, warned, str(report) if report.is_file() else "", False, time.perf_counter() - start, exitstatus,
+                        findings=run.findings)
+    for name, dst in kept.items():
+        if (out_dir / name).is_file():
+            atomic_write_bytes(dst, (out_dir / name).read_bytes())
+    atomic_write_text(cached, json.dumps({"passed": passed, "failed": failed, "warned": warned, "exitstatus": exitstatus}))
     return result

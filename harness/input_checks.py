@@ -203,6 +203,17 @@ def check_model_input(samples: list, to_input, t: dict, model=None, dataset_obj=
         fails.append(f"model input holds {int(nf1.sum())} non-finite value(s) ({nf1.sum() / n_valid1:.1%}): {cause}")
     finite1 = np.where(np.isfinite(x1), x1, 0.0) * valid[..., None]
     max_abs = float(np.abs(finite1).max()) if finite1.size else 0.0
+    seen = x1[valid]  # (valid frames, F)
+    if seen.size > 1 and np.isfinite(seen).all() and float(seen.std()) < 1e-6:
+        had = x0[valid]
+        where = (f"batch_transform {transform_name!r} makes it so: the dataset's output has std {float(np.nanstd(had)):.3g}"
+                 if transform_name and had.size and np.isfinite(had).all() and float(had.std()) > 1e-6 else "the dataset yields it")
+        fails.append(
+            f"the model input carries no signal: every valid value of the {len(ids)} probe samples is {float(seen.flat[0]):.3g}; "
+            f"{where}. A model can learn only the label prior from it (CTC's all-blank plateau)"
+        )
+        values["no_signal"] = True
+        values["born_in"] = "batch_transform" if transform_name and "makes it so" in where else "dataset"
     values["max_abs"] = max_abs
     if max_abs > t["max_abs_input"]:
         b, f, j = np.unravel_index(int(np.argmax(np.abs(finite1))), finite1.shape)
@@ -265,7 +276,9 @@ def check_model_input(samples: list, to_input, t: dict, model=None, dataset_obj=
     values["key"] = f"max|x| {max_abs:.1f}" + (f", {values['nonfinite_fraction']:.1%} non-finite" if nf1.any() else "")
     values["locations"] = locations
     hint = ""
-    if values.get("division_by_zero_std"):
+    if values.get("no_signal"):
+        hint = "look at what the dataset and batch_transform do to the features (a mask the wrong way round, a multiplication by 0)"
+    elif values.get("division_by_zero_std"):
         hint = "floor every std the dataset divides by (std = max(std, 1e-3)) and zero the channels constant over the train split"
     elif values.get("born_in") == "dataset":
         hint = "impute missing landmarks in the dataset (forward-fill or zeros) before any statistic; its output must be finite"

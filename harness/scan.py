@@ -34,11 +34,22 @@ class FileScan:
     zero_filled: dict = field(default_factory=dict)  # block -> fraction stored as exact (0,0,0)
     pixel_fraction: float = 0.0  # share of present x/y beyond max_abs_coordinate
     max_abs: float = 0.0
+    max_at: tuple | None = None  # (frame, column) of max_abs
+    z_fraction: float = 0.0  # share of present z beyond max_abs_z
+    z_max_abs: float = 0.0
+    z_at: tuple | None = None  # (frame, column) of z_max_abs
+    inf_at: list = field(default_factory=list)  # (frame, column) of the first Inf values
+    partial_at: tuple | None = None  # (frame, column) of the first landmark with some but not all coordinates NaN
     digest: str = ""
     stats: tuple | None = None  # (n, mean, m2) of model features, train split only
 
 
-def scan_file(path, rec: SampleRecord, max_abs_coordinate: float, impute_method: str, with_stats: bool) -> FileScan:
+def _locate(mask: np.ndarray, k: int = 5) -> list[tuple[int, int]]:
+    """(frame, column) of the first k True entries of a [T, columns] mask."""
+    return [(int(f), int(c)) for f, c in np.argwhere(mask)[:k]]
+
+
+def scan_file(path, rec: SampleRecord, max_abs_coordinate: float, impute_method: str, with_stats: bool, max_abs_z: float = 10.0) -> FileScan:
     s = FileScan(rec.id, rec.split, str(path))
     try:
         arr = load_features(path)
@@ -48,11 +59,17 @@ def scan_file(path, rec: SampleRecord, max_abs_coordinate: float, impute_method:
     s.frames, s.width, s.dtype = int(arr.shape[0]), int(arr.shape[1]), str(arr.dtype)
     data = np.asarray(arr, dtype=np.float32)
     s.digest = hashlib.blake2b(np.ascontiguousarray(arr).tobytes(), digest_size=12).hexdigest()
-    s.n_inf = int(np.isinf(data).sum())
+    inf = np.isinf(data)
+    s.n_inf = int(inf.sum())
+    s.inf_at = _locate(inf) if s.n_inf else []
     raw = data[:, :RAW_DIM].reshape(s.frames, -1, COORDS)
     nan = np.isnan(raw)
     n_nan = nan.sum(axis=2)
-    s.partial_nan_landmarks = int(((n_nan > 0) & (n_nan < COORDS)).sum())
+    partial = (n_nan > 0) & (n_nan < COORDS)
+    s.partial_nan_landmarks = int(partial.sum())
+    if s.partial_nan_landmarks:
+        f, lm = np.argwhere(partial)[0]
+        s.partial_at = (int(f), int(lm) * COORDS + int(np.argmax(nan[f, lm])))
     if s.width == FEATURE_DIM:  # NaN in a given temporal block is never a 'missing landmark'
         s.partial_nan_landmarks += int(np.isnan(data[:, RAW_DIM:]).any(axis=1).sum())
     landmark_missing = n_nan == COORDS
@@ -61,12 +78,18 @@ def scan_file(path, rec: SampleRecord, max_abs_coordinate: float, impute_method:
         lo, hi = block.start // COORDS, block.stop // COORDS
         s.missing[name] = float(landmark_missing[:, lo:hi].mean())
         s.zero_filled[name] = float(landmark_zero[:, lo:hi].mean())
-    xy = raw[:, :, :2]
-    present = np.isfinite(xy)
-    if present.any():
-        vals = np.abs(xy[present])
-        s.max_abs = float(vals.max())
-        s.pixel_fraction = float((vals > max_abs_coordinate).mean())
+    for axes, limit in (((0, 1), max_abs_coordinate), ((2,), max_abs_z)):
+        vals = np.abs(raw[:, :, list(axes)])
+        present = np.isfinite(vals)
+        if not present.any():
+            continue
+        where = np.unravel_index(int(np.argmax(np.where(present, vals, -1))), vals.shape)
+        at = (int(where[0]), int(where[1]) * COORDS + axes[where[2]])
+        peak, share = float(vals[present].max()), float((vals[present] > limit).mean())
+        if axes == (2,):
+            s.z_max_abs, s.z_fraction, s.z_at = peak, share, at
+        else:
+            s.max_abs, s.pixel_fraction, s.max_at = peak, share, at
     if with_stats and not s.n_inf:
         feats, _ = model_features(arr, impute_method)
         rs = RunningStats(FEATURE_DIM)
@@ -88,9 +111,9 @@ class CorpusScan:
         return [f for f in self.files if f.split == split]
 
 
-def scan_corpus(corpus: Corpus, max_abs_coordinate: float = 4.0, impute_method: str = "ffill", workers: int = 0) -> CorpusScan:
+def scan_corpus(corpus: Corpus, max_abs_coordinate: float = 4.0, impute_method: str = "ffill", workers: int = 0, max_abs_z: float = 10.0) -> CorpusScan:
     """Scan every file (worker processes if workers > 1); merge train statistics as results stream in."""
-    jobs = [(corpus.file(r), r, max_abs_coordinate, impute_method, r.split == "train") for r in corpus.records]
+    jobs = [(corpus.file(r), r, max_abs_coordinate, impute_method, r.split == "train", max_abs_z) for r in corpus.records]
     running = RunningStats(FEATURE_DIM)
     files = []
 

@@ -11,6 +11,10 @@ DEFAULTS = {
     "max_abs_coordinate": 4.0,
     # share of present x/y values beyond max_abs_coordinate that marks a file as pixel-valued
     "pixel_fraction": 0.01,
+    # MediaPipe z is relative depth on roughly the scale of x (pose: to the hips, hands: to the
+    # wrist). Real Kaggle landmarks reach |z| 4.9 (pose points out of the frame), the demo 2.5;
+    # z in other units (a pre-normalised .pose, ~250) is far beyond. Same share as pixel_fraction.
+    "max_abs_z": 10.0,
     # a train-split channel with std below this is "constant"; the normalization floor must cover it
     "min_channel_std": 1e-4,
     # model input: z-scores beyond this are not "normalized" any more; the clip default is 20

@@ -16,6 +16,16 @@ from model.decode import greedy_decode
 from model.metrics import word_error_rate
 
 
+# share of output frames decoded as blank at which CTC counts as stuck on its all-blank plateau
+PLATEAU_BLANK_SHARE = 0.95
+
+
+def blank_share(log_probs: torch.Tensor, out_lengths: torch.Tensor, blank: int = 0) -> float:
+    """Share of the valid output frames whose most likely class is the blank."""
+    valid = torch.arange(log_probs.shape[1], device=log_probs.device)[None] < out_lengths.to(log_probs.device)[:, None]
+    return float((log_probs.argmax(-1) == blank)[valid].float().mean()) if valid.any() else 0.0
+
+
 def extreme_indices(scan_files, records, k_random: int = 4, seed: int = 0) -> list[int]:
     """Indices (into `records`) of the longest, shortest, most-missing and largest-valued
     samples, then a few random ones: the batches a smoke run must survive."""
@@ -71,6 +81,13 @@ def check_smoke(cfg, model, dataset, indices: list[int], device: torch.device, t
             norm = math.sqrt(sum(float(q.pow(2).sum()) for q in previous))
             ratios.append(delta / max(norm, 1e-12) * cfg.lr / lr_now)
     changed = max(float((p.detach() - b).abs().max()) for p, b in zip(model.parameters(), before))
+    blank_after = None
+    if losses and len(losses) == steps:
+        model.eval()
+        b = training.to_model_input(batches[0], device, training.batch_transform(cfg))
+        with torch.no_grad(), training.autocast_context(device, cfg):
+            lp, ol = model(b.features, b.lengths)
+        blank_after = blank_share(lp.float(), ol)
     if not fails:
         if changed == 0.0:
             fails.append("parameters did not change in any step: the model is frozen (learning rate 0, or the optimizer holds no parameters)")
@@ -90,10 +107,11 @@ def check_smoke(cfg, model, dataset, indices: list[int], device: torch.device, t
     return Finding(
         check="smoke",
         status=status_from(bool(fails)),
-        summary="; ".join(fails) or f"{steps} steps on extreme samples: loss {losses[0]:.3f} -> {losses[-1]:.3f}, max grad norm {max(norms):.3g}",
+        summary="; ".join(fails) or (f"{steps} steps on extreme samples: loss {losses[0]:.3f} -> {losses[-1]:.3f}, max grad norm {max(norms):.3g}"
+                                     + (f", {blank_after:.0%} of output frames blank" if blank_after is not None else "")),
         hint="replay these samples (the forward/gradient checks name modules); lower the learning rate; keep clipping on" if fails else "",
         values={"key": f"loss {losses[0]:.2f}->{losses[-1]:.2f}" if losses else "non-finite", "losses": losses, "grad_norms": norms,
-                "max_param_change": changed, "update_ratios": ratios},
+                "max_param_change": changed, "update_ratios": ratios, "blank_share": blank_after},
         samples=samples or [sid for b in batches for sid in b.ids],
         plots={"Smoke run loss": curve_png({"loss": losses, "grad norm": norms}, "step", "value")} if losses else {},
         seconds=time.perf_counter() - start,
@@ -113,7 +131,7 @@ def check_overfit(cfg, model, dataset, indices: list[int], device: torch.device,
     batch = collate([dataset[i] for i in indices])
     refs = [list(g) for g in batch.glosses]
     transform = training.batch_transform(cfg)
-    losses, wers, reached, disagree = [], [], None, None
+    losses, wers, blanks, reached, disagree = [], [], [], None, None
     for step in range(1, int(t["overfit_steps"]) + 1):
         res = training.train_step(model, batch, optimizer, scaler, cfg, device)
         losses.append(res.loss)
@@ -128,6 +146,7 @@ def check_overfit(cfg, model, dataset, indices: list[int], device: torch.device,
             hyps = [dataset.vocab.decode(h.tokens) for h in training.decode(log_probs, out_lengths, 1)]
             best = [dataset.vocab.decode(h.tokens) for h in greedy_decode(log_probs, out_lengths, blank=dataset.vocab.blank_id)]
             wers.append(word_error_rate(refs, hyps).wer)
+            blanks.append(blank_share(log_probs, out_lengths, dataset.vocab.blank_id))
             if hyps != best:
                 i = next(k for k, (h, r) in enumerate(zip(hyps, best)) if h != r)
                 disagree = (step, batch.ids[i], hyps[i], best[i], word_error_rate(refs, best).wer)
@@ -147,19 +166,30 @@ def check_overfit(cfg, model, dataset, indices: list[int], device: torch.device,
         finite = [x for x in losses if np.isfinite(x)]
         if len(finite) < len(losses):
             fails.append(f"loss became non-finite at step {len(losses)}")
+        elif blanks and min(blanks[-3:]) >= PLATEAU_BLANK_SHARE and min(wers) >= 0.9:
+            fails.append(
+                f"CTC sits on its all-blank plateau: {blanks[-1]:.0%} of the output frames decode as blank after {len(losses)} steps "
+                f"(WER {wers[-1]:.0%}, loss {finite[0]:.2f} -> {finite[-1]:.2f}): the model learned the blank and the label "
+                "prior, not the input (an input without signal, a learning rate too low, or a normalization that flattens it)"
+            )
         elif finite and finite[-1] < 0.5 * finite[0] and wers and min(wers) >= 0.9:
             fails.append(
                 f"loss fell {finite[0]:.2f} -> {finite[-1]:.2f} but WER stayed {min(wers):.0%}: "
                 "the decoder does not read the output the way the loss does (blank index or vocabulary mismatch)"
             )
         else:
-            fails.append(f"did not reach 0% WER in {t['overfit_steps']} steps (best {min(wers) if wers else 1:.0%}, loss {losses[0]:.2f} -> {losses[-1]:.2f})")
+            stuck = next((i for i, b in enumerate(blanks) if b < PLATEAU_BLANK_SHARE), len(blanks))
+            plateau = (f"; the first {stuck * eval_every} steps sat on CTC's all-blank plateau (>= {PLATEAU_BLANK_SHARE:.0%} of "
+                       f"output frames blank)" if stuck * eval_every >= 0.25 * int(t["overfit_steps"]) else "")
+            fails.append(f"did not reach 0% WER in {t['overfit_steps']} steps (best {min(wers) if wers else 1:.0%}, "
+                         f"loss {losses[0]:.2f} -> {losses[-1]:.2f}){plateau}")
     return Finding(
         check="overfit",
         status=status_from(bool(fails)),
         summary="; ".join(fails) or f"0% WER on {len(indices)} samples after {reached} steps ({time.perf_counter() - start:.1f} s)",
         hint="a model that cannot overfit 4 samples will not learn the corpus: check labels, decoder, learning rate" if fails else "",
-        values={"key": f"{reached} steps" if reached else "not reached", "steps": reached, "seconds": time.perf_counter() - start, "losses": losses, "wers": wers},
+        values={"key": f"{reached} steps" if reached else "not reached", "steps": reached, "seconds": time.perf_counter() - start,
+                "losses": losses, "wers": wers, "blank_shares": blanks},
         samples=list(batch.ids),
         tables={"Overfit WER every %d steps" % eval_every: _table(["step", "WER"], [[(i + 1) * eval_every, f"{w:.2f}"] for i, w in enumerate(wers)])},
         plots={"Overfit loss": curve_png({"loss": [x if np.isfinite(x) else np.nan for x in losses]}, "step", "CTC loss")},

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from harness import faults
-from harness.faults import CATALOGUE, CHECKS, check_name, crashed, default_base_config, healthy_run, inject_and_run, kaggle_corpus, run_check
+from harness.causes import root_causes
+from harness.faults import CATALOGUE, CHECKS, check_name, crashed, default_base_config, healthy_run, inject_and_run, kaggle_corpus, run_check, table_checks
 from harness.findings import FAIL, WARN
 
 
@@ -20,7 +21,15 @@ def base_corpus():
 
 @pytest.mark.parametrize("fault", CATALOGUE, ids=lambda f: f.name)
 def test_fault_is_caught_and_named(fault, base_corpus):
-    run = inject_and_run(fault, base_corpus, default_base_config())
+    """Every check of the table runs (overfit where expected): the expected checks fail, and of
+    all the failures exactly one is a root cause, an expected check; the others say so."""
+    run = inject_and_run(fault, base_corpus, default_base_config(), table_checks(fault, quick=False))
+    roots = root_causes(run.findings)
+    assert len(roots) == 1 and check_name(roots[0]) in fault.expected_checks, (
+        f"{fault.name}: root causes {[f.check for f in roots]}:\n" + "\n".join(f.message() for f in run.findings if f.status == FAIL))
+    for f in run.findings:
+        if f.status == FAIL and f is not roots[0]:
+            assert f.values["caused_by"] == roots[0].check and f.summary.startswith(f"caused by {roots[0].check}"), f.message()
     for name in fault.expected_checks:
         finding = run.finding(name)
         assert finding is not None and not crashed(finding), f"{fault.name}: {name} did not run: {finding and finding.summary}"

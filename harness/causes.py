@@ -1,0 +1,82 @@
+"""Root causes: one fault often fails several checks. Name the check it starts in.
+
+The checks form layers, each judging what the layers below produce: the components, then the
+data (files, labels), the model input, the forward pass, the loss, the gradients, and what
+trains on them. A failed finding is *caused by* the first failed finding of a lower layer whose
+kind of failure explains it: a failed contract explains everything; bad data or a non-finite
+model input explains a non-finite forward, loss or step (and a crash); infeasible CTC targets
+explain any loss-based failure; a broken forward pass, loss or gradient explains every failure
+of what is built on it. It gets `values["caused_by"]` and its summary says so; a finding that no
+lower failure explains is a root cause.
+"""
+from __future__ import annotations
+
+from harness.findings import FAIL, Finding
+
+LAYERS = {
+    "contract": 0,
+    "clean_features": 1, "labels": 1,
+    "ctc_feasibility": 2, "normalization": 2, "model_input": 2,
+    "forward": 3,
+    "loss_at_init": 4,
+    "gradients": 5,
+    "batch_size": 6, "modalities": 6, "smoke": 6, "overfit": 6, "replay": 6,
+}
+INPUT_CHECKS = ("normalization", "model_input")  # both judge the model input
+LOSS_CHECKS = ("loss_at_init", "gradients", "batch_size", "modalities", "smoke", "overfit")
+NONFINITE_WORDS = ("not finite", "non-finite", "nan", "inf ", "infinite")
+
+
+def _name(f: Finding) -> str:
+    return f.check.split("[")[0]
+
+
+def _nonfinite(f: Finding) -> bool:
+    text = f.summary.lower()
+    return any(w in text for w in NONFINITE_WORDS)
+
+
+ORDER = {name: i for i, name in enumerate(LAYERS)}  # the suite's table order, layer by layer
+
+
+def explains(upstream: Finding, downstream: Finding) -> bool:
+    """Whether the failure of `upstream` (a lower layer, or the earlier of the two input checks)
+    accounts for that of `downstream`."""
+    up, down = _name(upstream), _name(downstream)
+    lu, ld = LAYERS.get(up), LAYERS.get(down)
+    if lu is None or ld is None:
+        return False
+    if not lu < ld and not (up in INPUT_CHECKS and down in INPUT_CHECKS and ORDER[up] < ORDER[down]):
+        return False
+    if up == "contract" or downstream.values.get("crashed") or upstream.values.get("no_signal"):
+        return True  # a model input without signal explains anything the model then fails to learn
+    if lu <= 2:  # the data or the model input
+        if down in INPUT_CHECKS:
+            return True
+        if up == "ctc_feasibility" and down in LOSS_CHECKS:
+            return True
+        return _nonfinite(downstream)
+    return True  # a broken forward pass, loss or gradient: everything built on it
+
+
+def link_causes(findings: list[Finding]) -> list[Finding]:
+    """Set `values["caused_by"]` (and say so in the summary) on every failed finding that a
+    failed finding of a lower layer explains; the first such finding in table order is named.
+    Idempotent. Returns the findings, root causes first, then the rest in their order."""
+    failed = sorted((f for f in findings if f.status == FAIL), key=lambda f: ORDER.get(_name(f), len(ORDER)))
+    for f in failed:
+        if f.values.get("caused_by"):
+            continue
+        cause = next((u for u in failed if u is not f and not u.values.get("caused_by") and explains(u, f)), None)
+        if cause is None:
+            cause = next((u for u in failed if u is not f and explains(u, f)), None)
+        if cause is not None:
+            root = cause.values.get("caused_by") or cause.check
+            f.values["caused_by"] = root
+            f.summary = f"caused by {root}: {f.summary}"
+    roots = [f for f in findings if f.status == FAIL and not f.values.get("caused_by")]
+    return roots + [f for f in findings if f not in roots]
+
+
+def root_causes(findings: list[Finding]) -> list[Finding]:
+    return [f for f in findings if f.status == FAIL and not f.values.get("caused_by")]
