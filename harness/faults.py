@@ -218,6 +218,16 @@ def _truncate(setup, n_frames: int = 4, limit: int = 3) -> None:
 
 
 @contextlib.contextmanager
+def _z_in_other_units(setup):
+    def fn(a):
+        a.reshape(len(a), -1, COORDS)[:, :, 2] *= 250  # z scaled like pixels; NaN stays NaN
+        return a
+
+    _rewrite(setup, _train(setup, every=4, limit=3), fn)
+    yield setup
+
+
+@contextlib.contextmanager
 def _ctc_infeasible(setup):
     _truncate(setup)
     yield setup
@@ -398,6 +408,13 @@ CATALOGUE: tuple[Fault, ...] = (
     Fault(
         "pixel_coordinates", "Two files store x/y in pixels of a 1280x720 frame instead of 0..1.",
         ("clean_features",), _pixel_coordinates, cause={"clean_features": ("pixel coordinates",)}, samples="all",
+    ),
+    Fault(
+        "z_in_other_units",
+        "Three files store z in other units (x250, as pose-format files written pre-normalised do): x/y look fine, the "
+        "normalized input then sits at the clip bound.",
+        ("clean_features",), _z_in_other_units, cause={"clean_features": ("z far outside", "other units")}, samples="all",
+        feature_prefix="",
     ),
     Fault(
         "ctc_infeasible",

@@ -1,6 +1,7 @@
 """train.py end to end on small corpora: the gate refuses broken data, the incident report's
 command runs on an extracted corpus, resume after kill -9, non-finite replay."""
 import json
+import re
 import os
 import signal
 import subprocess
@@ -78,8 +79,16 @@ def test_gate_refuses_ctc_infeasible_samples_and_caches_verdict(small_corpus, sm
     r = run_train("--data_dir", corpus, "--config", small_config, "--output_dir", tmp_path / "out", "--epochs", 1)
     assert r.returncode == 1
     assert "ctc_feasibility" in r.stdout and short.id in r.stdout and "too short" in r.stdout
-    again = run_train("--data_dir", corpus, "--config", small_config, "--output_dir", tmp_path / "out", "--epochs", 1)
+    # a new run with the verdict cached still gets its own report, and the printed path exists
+    again = run_train("--data_dir", corpus, "--config", small_config, "--output_dir", tmp_path / "out2", "--epochs", 1)
     assert again.returncode == 1 and "cached verdict" in again.stdout
+    report = re.search(r"report: (\S+)", again.stdout).group(1)
+    assert Path(report) == tmp_path / "out2" / "gate_report.html" and Path(report).is_file(), again.stdout
+    assert short.id in Path(report).read_text() and (tmp_path / "out2" / "gate_findings.json").is_file()
+    # the root cause is listed first: ctc_feasibility, the failures it explains say so
+    first = again.stdout.split("cause -> what to do")[1].strip().splitlines()[0]
+    assert first.startswith("ctc_feasibility"), again.stdout
+    assert "caused by ctc_feasibility" in again.stdout, again.stdout
 
 
 @pytest.mark.slow
