@@ -243,6 +243,7 @@ class EvalResult:
     wer: object  # model.metrics.WERResult
     hypotheses: dict  # id -> list of glosses
     frames: int
+    blank_share: float = 0.0  # share of valid output frames whose most likely class is the blank
 
 
 @torch.no_grad()
@@ -250,6 +251,7 @@ def evaluate(model, loader, vocab: Vocabulary, device: torch.device, cfg: TrainC
     """Decode every batch (greedy for beam_width 1, else prefix beam search) and score WER."""
     model.eval()
     refs, hyps, hyp_by_id, frames = [], [], {}, 0
+    blank_frames, out_frames = 0, 0
     transform = batch_transform(cfg)
     for batch in loader:
         batch = to_model_input(batch, device, transform)
@@ -257,6 +259,9 @@ def evaluate(model, loader, vocab: Vocabulary, device: torch.device, cfg: TrainC
             log_probs, out_lengths = model(batch.features, batch.lengths)
         log_probs = log_probs.float().cpu()
         out_lengths = out_lengths.cpu()
+        valid = torch.arange(log_probs.shape[1])[None] < out_lengths[:, None]
+        blank_frames += int((log_probs.argmax(-1) == vocab.blank_id)[valid].sum())
+        out_frames += int(valid.sum())
         decoded = decode(log_probs, out_lengths, beam_width)
         for sid, ref, hyp in zip(batch.ids, batch.glosses, decoded):
             words = vocab.decode(hyp.tokens)
@@ -264,7 +269,7 @@ def evaluate(model, loader, vocab: Vocabulary, device: torch.device, cfg: TrainC
             refs.append(list(ref))
             hyps.append(words)
         frames += int(batch.lengths.sum())
-    return EvalResult(word_error_rate(refs, hyps, phoenix_cleanup=phoenix_cleanup), hyp_by_id, frames)
+    return EvalResult(word_error_rate(refs, hyps, phoenix_cleanup=phoenix_cleanup), hyp_by_id, frames, blank_frames / max(out_frames, 1))
 
 
 def make_loader(dataset, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0, sampler=None):
