@@ -11,7 +11,9 @@ Formats:
   `read_kaggle_parquet`). The sign becomes a one-gloss sequence, upper-cased ("hello" -> "HELLO")
   so it reads like a gloss; splits are made by participant (no signer in two splits).
 - pose-format `.pose` files made by MediaPipe Holistic (`pose_files_to_corpus`, `pose_to_array`),
-  labelled by a CSV `id,glosses[,split,signer]`.
+  labelled by a CSV `id,glosses[,split,signer]`; header versions 0.0, 0.1 and 0.2 (all that
+  pose-format 0.15.0 reads). A file cut short, garbage under a .pose name or a newer version is
+  reported naming the file, the version found and what to do (`check_pose_bytes`).
 - RWTH-PHOENIX-Weather 2014 / 2014-T frame folders (`phoenix_to_corpus`), run through MediaPipe by
   data.extract.
 - Export: `array_to_pose` / `export_pose` write a .pose with the holistic component names of
@@ -303,15 +305,151 @@ POSE_COMPONENTS = {
 }
 
 
+# Header versions pose-format 0.15.0 reads (pose_format/pose_body.py: read_v0_0 .. read_v0_2). They
+# differ only in the body: v0.0 stores each frame with its people and per-person ids (fps and
+# frame count as ushort), v0.1 all coordinates then all confidences (fps, frames, people ushort;
+# pose-format ignores the frame count and divides the size), v0.2 the same with fps float32 and
+# frames uint32. The header (version float32, width/height/depth, components) is the same in all.
+POSE_VERSIONS = (0.0, 0.1, 0.2)
+_POSE_REMAKE = "re-create it from its video: `video_to_pose --format mediapipe -i VIDEO.mp4 -o {name}` (pose-format's command)"
+
+
+def _pose_format_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pose-format")
+    except PackageNotFoundError:
+        return "?"
+
+
+def _known_pose_version(version: float) -> float | None:
+    if version == 0.0:  # pose-format tests v0.0 exactly, the others rounded to 3 decimals
+        return 0.0
+    for known in POSE_VERSIONS[1:]:
+        if round(version, 3) == known:
+            return known
+    return None
+
+
+def check_pose_bytes(path: Path, buffer: bytes) -> float:
+    """The header version of a .pose file's bytes, after checking they hold a whole file of it.
+
+    Raises ConvertError naming the file, the version found and what to do for a file too short
+    to be a .pose, one whose first 4 bytes are no known header version (garbage, or a version
+    newer than the installed pose-format reads), a header cut short, and a body shorter than the
+    frames its header announces (pose-format itself would fail there with a bare struct.error,
+    or, for v0.1, silently read confidences from the wrong place).
+    """
+    import struct
+
+    from pose_format.pose_header import PoseHeader
+    from pose_format.utils.reader import BufferReader
+
+    size, remake = len(buffer), _POSE_REMAKE.format(name=path.name)
+    if size < 4:
+        raise ConvertError(f"{path}: not a readable .pose file: {size} byte(s), too short for a pose-format header (it starts with a 4-byte version); {remake}")
+    (version,) = struct.unpack_from("<f", buffer)
+    known = _known_pose_version(version)
+    if known is None:
+        readable = ", ".join(f"{v:.1f}" for v in POSE_VERSIONS)
+        if 0.3 <= round(version, 3) < 10.0 and round(version, 1) == round(version, 3):  # a plausible later version number
+            raise ConvertError(
+                f"{path}: not a readable .pose file: pose-format header version {version:.1f}, which the installed "
+                f"pose-format {_pose_format_version()} cannot read (it reads {readable}); the file comes from a newer "
+                "pose-format: install one that reads it (`pip install -U pose-format`) and import again"
+            )
+        raise ConvertError(
+            f"{path}: not a readable .pose file: its first 4 bytes read as header version {version:.6g}, not one of {readable} "
+            f"(garbage, or another format under a .pose name); check it is the right file, or {remake}"
+        )
+    reader = BufferReader(buffer)
+    try:
+        header = PoseHeader.read(reader)
+    except Exception:  # struct.error / TypeError past the end, UnicodeDecodeError on garbage names
+        raise ConvertError(
+            f"{path}: not a readable .pose file: pose-format v{known:.1f} header cut short or corrupt ({size} bytes in all); the file was truncated "
+            f"(an interrupted copy, download or write) or damaged: copy it again, or {remake}"
+        ) from None
+    _check_pose_body(path, header, known, buffer, reader.read_offset, remake)
+    return known
+
+
+def _check_pose_body(path: Path, header, version: float, buffer: bytes, offset: int, remake: str) -> None:
+    import struct
+
+    size = len(buffer)
+    points = sum(len(c.points) for c in header.components)
+    dims = max((len(c.format) for c in header.components), default=1) - 1
+    short = f"{path}: not a readable .pose file: truncated: its pose-format v{version:.1f} body "
+    fix = f"; the file was cut short (an interrupted copy, download or write): copy it again, or {remake}"
+    if points == 0 or dims < 1:
+        raise ConvertError(f"{path}: pose-format v{version:.1f} header with {points} point(s) of {dims} coordinate(s); nothing to import, drop this file")
+    if version == 0.0:  # [ushort fps][ushort frames], each frame [ushort people], each person [short id] + components
+        if size < offset + 4:
+            raise ConvertError(f"{short}ends before its frame count ({size} bytes){fix}")
+        _, frames = struct.unpack_from("<HH", buffer, offset)
+        if frames == 0:
+            raise ConvertError(f"{path}: pose-format v0.0 file with 0 frames; nothing to import, drop this file")
+        person = 2 + 4 * sum(len(c.points) * len(c.format) for c in header.components)
+        at = offset + 4
+        for frame in range(frames):
+            if size < at + 2:
+                raise ConvertError(f"{short}announces {frames} frame(s), the data ends before frame {frame + 1} ({size} bytes){fix}")
+            (people,) = struct.unpack_from("<H", buffer, at)
+            at += 2 + people * person
+            if at > size:
+                raise ConvertError(f"{short}announces {frames} frame(s), the data ends inside frame {frame + 1} ({size} bytes){fix}")
+        if len({len(c.format) for c in header.components}) > 1:
+            raise ConvertError(
+                f"{path}: not a readable .pose file: pose-format v0.0 file whose components have point formats of different lengths "
+                f"({sorted({c.format for c in header.components})}), which pose-format {_pose_format_version()} cannot read; "
+                "the importer needs every component in XYZC (MediaPipe Holistic)"
+            )
+        return
+    if version == 0.1:  # [ushort fps][ushort frames][ushort people], then frames x people x points x (dims + 1) floats
+        if size < offset + 6:
+            raise ConvertError(f"{short}ends before its frame and people counts ({size} bytes){fix}")
+        _, frames, people = struct.unpack_from("<HHH", buffer, offset)
+        start = offset + 6
+    else:  # 0.2: [float fps][uint frames][ushort people], then the same tensors
+        if size < offset + 10:
+            raise ConvertError(f"{short}ends before its frame and people counts ({size} bytes){fix}")
+        _, frames, people = struct.unpack_from("<fIH", buffer, offset)
+        start = offset + 10
+    if people == 0:
+        if version == 0.1 or frames == 0:
+            raise ConvertError(f"{path}: pose-format v{version:.1f} file with 0 people ({frames} frame(s)); nothing to import, drop this file")
+        return
+    frame_bytes = people * points * (dims + 1) * 4
+    left = size - start
+    if version == 0.1:
+        # the v0.1 frame count is a ushort (it wraps past 65535 frames): pose-format reads size // frame_bytes
+        # frames; a size that is no whole number of frames, or disagrees with the count, is a cut file
+        if left % frame_bytes or (left // frame_bytes) % 65536 != frames:
+            raise ConvertError(
+                f"{path}: not a readable .pose file: its pose-format v0.1 body does not match its header: it announces "
+                f"{frames} frame(s) of {frame_bytes} bytes (coordinates, then confidences) but holds {left} bytes "
+                f"({left / frame_bytes:.2f} frames); the file was cut short or damaged: copy it again, or {remake}"
+            )
+    elif left < frames * frame_bytes:
+        raise ConvertError(f"{short}announces {frames} frame(s) ({frames * frame_bytes} bytes of landmarks) but holds {left} bytes{fix}")
+
+
 def _read_pose(path: Path):
     from pose_format import Pose
 
     if not path.is_file():
         raise ConvertError(f"{path}: no such .pose file")
+    buffer = path.read_bytes()
+    version = check_pose_bytes(path, buffer)
     try:
-        return Pose.read(path.read_bytes())
-    except Exception as exc:
-        raise ConvertError(f"{path}: not a readable .pose file ({type(exc).__name__}: {exc}); re-create it with pose-format") from None
+        return Pose.read(buffer)
+    except Exception as exc:  # layout checked above: what is left is a file pose-format itself rejects
+        raise ConvertError(
+            f"{path}: not a readable .pose file: pose-format {_pose_format_version()} cannot read this v{version:.1f} file ({type(exc).__name__}: {exc}); "
+            f"re-save it with pose-format or {_POSE_REMAKE.format(name=path.name)}"
+        ) from None
 
 
 def _component_slots(path: Path, comp, block: str) -> tuple[np.ndarray, np.ndarray]:
@@ -623,7 +761,8 @@ def phoenix_to_corpus(corpus_files_dir, frames_root, out_dir, variant: str = "20
     report.converted.extend(summary.done)
     report.skipped.extend(summary.skipped)
     report.failed.update(summary.failed)
-    info = {"dataset": dataset, "variant": variant, "corpus_files": str(Path(corpus_files_dir).resolve()),
+    # PHOENIX's official split is multi-signer: the same 9 signers in train, dev and test by design
+    info = {"dataset": dataset, "variant": variant, "signer_split": "dependent", "corpus_files": str(Path(corpus_files_dir).resolve()),
             "frames_root": str(Path(frames_root).resolve()),
             "fps": PHOENIX_FPS}
     return _finish(out_dir, report, info)

@@ -6,15 +6,17 @@ sequence, `path` relative to the corpus directory. A feature file is float32/flo
 either [T, 1629] raw landmarks (NaN where MediaPipe detected nothing) or [T, 6516] full
 features.
 
-All writes are atomic (temporary file in the same directory + os.replace), so a crash never
-leaves a half-written manifest or feature file behind.
+All writes are atomic (temporary file in the same directory, fsync, os.replace), so a crash never
+leaves a half-written manifest or feature file behind, and every file written gets the
+permissions the umask gives a new file (0644 under umask 022, 0640 under 027).
 """
 from __future__ import annotations
 
 import csv
 import io
 import os
-import tempfile
+import secrets
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,12 +60,37 @@ class SampleRecord:
 
 # ---------------------------------------------------------------------------- atomic writes
 
+# Mode asked for when a file is created; the kernel takes the umask (or the directory's default
+# ACL) off it, exactly as for open(path, "w"): 0644 under umask 022, 0640 under 027. The temporary
+# file is created with os.open(..., 0o666) instead of tempfile.mkstemp, whose fixed 0600 the rename
+# would carry over to the final file (nobody else on a shared machine could read a corpus or a
+# checkpoint). The umask is never read, so nothing here races with other threads (os.umask(0)
+# and back would change it for the whole process meanwhile).
+_CREATE_MODE = 0o666
+_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _create_temp_beside(path: Path) -> tuple[int, str]:
+    """(fd, name) of a new, empty temporary file in `path`'s directory, mode 0o666 minus the umask."""
+    for _ in range(100):
+        tmp = os.path.join(path.parent, f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, _TMP_FLAGS, _CREATE_MODE), tmp
+        except FileExistsError:  # another writer picked the same name: draw again (as mkstemp does)
+            continue
+    raise FileExistsError(f"{path.parent}: could not create a unique temporary file for {path.name}")
+
 
 def atomic_write(path: Path, write) -> None:
-    """Call write(f) on a temporary file beside `path`, fsync, then rename it over `path`."""
+    """Call write(f) on a temporary file beside `path`, fsync, then rename it over `path`.
+
+    The file gets the permissions any newly created file gets (0o666 minus the umask). If
+    write(f) or anything after it fails (also on Ctrl+C), the temporary file is removed and
+    `path` is left as it was: absent, or with its previous content.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -71,8 +98,10 @@ def atomic_write(path: Path, write) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
 
 
@@ -86,6 +115,12 @@ def atomic_write_text(path, text: str) -> None:
 
 def atomic_save_npy(path, array: np.ndarray) -> None:
     atomic_write(Path(path), lambda f: np.save(f, array, allow_pickle=False))
+
+
+def atomic_copy(src, dst) -> None:
+    """Copy the file `src` to `dst` atomically (contents only: `dst` gets the umask's permissions)."""
+    with open(src, "rb") as source:
+        atomic_write(Path(dst), lambda f: shutil.copyfileobj(source, f, 1 << 20))
 
 
 # ---------------------------------------------------------------------------- manifest

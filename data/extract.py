@@ -35,6 +35,12 @@ Labels
     Without labels the glosses column stays EMPTY (an id is not a gloss) and a warning says the
     corpus needs labels before training; the harness reports empty glosses as a failure.
 
+Messages
+    MediaPipe's native INFO/WARNING log lines (absl and TFLite, a dozen a sample) are filtered off
+    stderr, in this process and in the worker processes; every other line written there (native
+    errors, OpenCV's complaints, Python's) is kept and prefixed with the path of the sample being
+    extracted. CSLR_MEDIAPIPE_LOGS=1 shows MediaPipe's log unfiltered.
+
 Sharding
     --shard K/N (K = 1..N) keeps the samples whose id hashes (SHA-1, stable across runs and
     machines) to shard K. Give every shard its own --out (one manifest has one writer), then
@@ -52,11 +58,12 @@ import itertools
 import multiprocessing
 import os
 import re
-import shutil
+import subprocess
 import sys
-import tempfile
+import threading
 import time
 from collections import Counter
+from contextlib import contextmanager, nullcontext
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -72,6 +79,7 @@ from data.corpus import (
     SPLITS,
     CorpusError,
     SampleRecord,
+    atomic_copy,
     atomic_save_npy,
     path_inside,
     read_manifest,
@@ -191,6 +199,126 @@ def video_fps(source: Path) -> float | None:
     finally:
         capture.release()
     return float(fps) if np.isfinite(fps) and fps > 0 else None
+
+
+# ---------------------------------------------------------------------------- MediaPipe's native log
+
+# MediaPipe's C++ code logs through absl (and TFLite through its own logger) straight to file
+# descriptor 2: per Holistic start "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", the
+# absl::InitializeLog notice, eight "Feedback manager requires a model with a single signature
+# inference" warnings and a NORM_RECT one, i.e. hundreds of lines a run around the progress bar.
+# None of GLOG_minloglevel, TF_CPP_MIN_LOG_LEVEL or absl's Python logging reaches that logger
+# (measured with mediapipe 0.10.21), so fd 2 itself is filtered: it is pointed at a pipe read by a
+# small separate process that drops the INFO/WARNING lines of those loggers and passes every
+# other line on (errors, fatal messages, OpenCV's, Python's), prefixed with the sample being
+# extracted. Being another process, it still passes on a fatal message written just before a
+# native crash. CSLR_MEDIAPIPE_LOGS=1 turns the filter off.
+SHOW_NATIVE_LOGS_ENV = "CSLR_MEDIAPIPE_LOGS"
+NATIVE_NOISE = (
+    r"[IW]\d{4,8} \d\d:\d\d:\d+\.\d+ +\d+ [^\s:\]]+:\d+\] "  # absl / glog INFO and WARNING (E and F are kept)
+    r"|INFO: "  # TFLite's INFO lines ("Created TensorFlow Lite XNNPACK delegate for CPU.")
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+)
+_SAMPLE_MARK = b"\x00cslr-sample:"  # a line telling the filter which sample the next lines belong to (as in _FILTER_SOURCE)
+_FILTER_SOURCE = r"""
+import re, sys
+noise, mark, label = re.compile(sys.argv[1].encode()), b"\x00cslr-sample:", b""
+out = sys.stdout.buffer
+for line in sys.stdin.buffer:
+    if line.startswith(mark):
+        label = line[len(mark):].rstrip(b"\n")
+    elif not noise.match(line):
+        out.write(label + b": " + line if label and line.strip() else line)
+        out.flush()
+"""
+_filter_lock = threading.Lock()
+_filter: dict = {"depth": 0, "proc": None, "saved": None, "real": None}
+
+
+def native_noise(line: str) -> bool:
+    """True for a line of MediaPipe's native INFO/WARNING log (what the filter drops)."""
+    return re.match(NATIVE_NOISE, line) is not None
+
+
+def _start_filter():
+    """Point fd 2 at a filter process writing to the current fd 2. Returns (process, saved fd 2) or None."""
+    if os.environ.get(SHOW_NATIVE_LOGS_ENV, "").strip() not in ("", "0"):
+        return None
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 at all: nothing to filter
+        return None
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _FILTER_SOURCE, NATIVE_NOISE],
+            stdin=subprocess.PIPE, stdout=saved, start_new_session=True,  # own session: Ctrl+C does not kill it
+        )
+    except OSError:
+        os.close(saved)
+        return None
+    os.dup2(proc.stdin.fileno(), 2)
+    proc.stdin.close()  # fd 2 is now the only write end held here
+    return proc, saved
+
+
+def filter_native_logs_of_this_process() -> None:
+    """Filter fd 2 until this process ends (extraction worker processes; quiet_native_logs() nests inside)."""
+    with _filter_lock:
+        if _filter["proc"] is None:
+            started = _start_filter()
+            if started is not None:
+                proc, saved = started
+                real = os.fdopen(saved, "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+                _filter.update(proc=proc, saved=None, real=real)
+                _filter["depth"] += 1  # never released: the filter ends when this process's fd 2 closes
+
+
+def _mark_sample(label: str) -> None:
+    """Tell the filter (if fd 2 goes through one) that the lines which follow belong to `label`."""
+    if _filter["proc"] is not None:
+        try:
+            os.write(2, _SAMPLE_MARK + label.replace("\n", " ").encode("utf-8", "replace") + b"\n")
+        except OSError:
+            pass
+
+
+@contextmanager
+def quiet_native_logs():
+    """Filter MediaPipe's native INFO/WARNING lines off fd 2 in this block; yields a text stream to the
+    unfiltered stderr (for a progress bar). Nested and concurrent blocks share one filter."""
+    with _filter_lock:
+        if _filter["depth"] == 0:
+            started = _start_filter()
+            if started is not None:
+                proc, saved = started
+                real = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+                _filter.update(proc=proc, saved=saved, real=real)
+        _filter["depth"] += 1
+        real = _filter["real"] or sys.stderr
+    try:
+        yield real
+    finally:
+        with _filter_lock:
+            _filter["depth"] -= 1
+            if _filter["depth"] == 0 and _filter["proc"] is not None:
+                proc, saved, real = _filter["proc"], _filter["saved"], _filter["real"]
+                _filter.update(proc=None, saved=None, real=None)
+                try:
+                    sys.stderr.flush()
+                except (AttributeError, OSError, ValueError):
+                    pass
+                real.close()
+                os.dup2(saved, 2)  # the pipe's last write end here closes: the filter drains and exits
+                os.close(saved)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:  # a child still holds the pipe; it ends with that child
+                    pass
 
 
 # ---------------------------------------------------------------------------- landmarks
@@ -380,6 +508,7 @@ def _record(job: ExtractJob, fps: float | None) -> SampleRecord:
 
 def _extract_job(job: ExtractJob, out_dir: Path, model_complexity: int) -> tuple[str, SampleRecord | None, str | None]:
     """Worker: extract one sample and save it. Returns (id, manifest record, None) or (id, None, reason)."""
+    _mark_sample(str(job.source))  # native lines that pass the filter name the sample
     try:
         features = extract_sample(job.source, model_complexity)
         fps = job.fps if job.fps is not None else video_fps(job.source)
@@ -389,6 +518,8 @@ def _extract_job(job: ExtractJob, out_dir: Path, model_complexity: int) -> tuple
         return job.id, None, str(exc)
     except Exception as exc:  # anything else from OpenCV/MediaPipe: report it, keep the run going
         return job.id, None, f"{job.source}: {type(exc).__name__}: {exc}"
+    finally:
+        _mark_sample("")
 
 
 def _relabelled(rec: SampleRecord, job: ExtractJob) -> SampleRecord | None:
@@ -442,11 +573,18 @@ def extract_to_corpus(
     if not todo:
         return summary
     if model_complexity != 1:
-        new_holistic(model_complexity).close()  # fail once, here, rather than once a sample
+        with quiet_native_logs():
+            new_holistic(model_complexity).close()  # fail once, here, rather than once a sample
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo)))
     todo.sort(key=_cost, reverse=True)
+    # MediaPipe runs in this process only with one worker; worker processes filter their own fd 2
+    with quiet_native_logs() if workers == 1 else nullcontext(sys.stderr) as stderr:
+        _extract_todo(todo, out_dir, model_complexity, workers, progress, stderr, summary)
+    return summary
 
-    bar = tqdm(total=len(todo), desc="extract", unit="sample", disable=not progress, file=sys.stderr)
+
+def _extract_todo(todo, out_dir: Path, model_complexity: int, workers: int, progress: bool, stderr, summary: ExtractSummary) -> None:
+    bar = tqdm(total=len(todo), desc="extract", unit="sample", disable=not progress, file=stderr)
     pending: list[SampleRecord] = []
     last_flush = time.monotonic()
 
@@ -474,7 +612,6 @@ def extract_to_corpus(
         if pending:  # also on Ctrl+C: what was extracted stays in the manifest
             update_manifest(out_dir, pending)
         bar.close()
-    return summary
 
 
 _started = None  # in a worker process: the queue on which each task announces its sample id
@@ -483,6 +620,7 @@ _started = None  # in a worker process: the queue on which each task announces i
 def _init_worker(started) -> None:
     global _started
     _started = started
+    filter_native_logs_of_this_process()
 
 
 def _pool_task(task, job: ExtractJob, out_dir: Path, model_complexity: int):
@@ -551,16 +689,7 @@ def _run_pool(todo: list[ExtractJob], out_dir: Path, model_complexity: int, work
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_copy(src, dst)  # permissions from the umask, like every other file of the corpus
 
 
 def _same_row(a: SampleRecord, b: SampleRecord) -> bool:

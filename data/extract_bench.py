@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.extract import extract_sample, new_holistic, read_frames
+from data.extract import extract_sample, new_holistic, quiet_native_logs, read_frames
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEOS = REPO / ".." / "shared" / "data" / "videos"
@@ -76,10 +76,10 @@ def bench_extraction(video_paths, repeats: int = 1, copies: int = 3, model_compl
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     decoded = [_decode_rgb(p) for p in video_paths]
     n_frames = sum(len(v) for v in decoded)
-    new_holistic(model_complexity).close()  # warm-up: first start loads the graph files from disk
-
-    bare_fps = bench_bare(decoded, repeats, model_complexity)
-    ours_fps = bench_ours(video_paths, repeats, model_complexity)
+    with quiet_native_logs():  # MediaPipe's native INFO/WARNING lines off stderr, as in `python -m data.extract`
+        new_holistic(model_complexity).close()  # warm-up: first start loads the graph files from disk
+        bare_fps = bench_bare(decoded, repeats, model_complexity)
+        ours_fps = bench_ours(video_paths, repeats, model_complexity)
 
     with tempfile.TemporaryDirectory(prefix="extract_bench_") as tmp:
         inputs = Path(tmp) / "inputs"
