@@ -482,7 +482,8 @@ def test_extraction_benchmark_runs_and_reports_consistent_figures():
     result = bench_extraction([_video("sample_video.mp4")], repeats=1, copies=2)
     assert result["frames_per_pass"] == 9 and result["parallel_frames"] == 18
     assert result["bare_fps"] > 0 and result["ours_fps"] > 0
-    assert result["ours_vs_bare"] == pytest.approx(result["ours_fps"] / result["bare_fps"], rel=0.01)
+    # the frames/s figures are rounded to 0.1: on a loaded machine (a few frames/s) that alone moves the ratio by ~2%
+    assert result["ours_vs_bare"] == pytest.approx(result["ours_fps"] / result["bare_fps"], rel=0.01, abs=0.1 / result["bare_fps"])
     assert result["workers2_vs_workers1"] == pytest.approx(result["workers1_seconds"] / result["workers2_seconds"], rel=0.01)
     assert result["workers_outputs_match"] is True
     assert set(GOALS) <= set(result)
