@@ -9,8 +9,6 @@ closing table of the terminal summary. In-process runs (the gate, `python -m har
 """
 from __future__ import annotations
 
-import base64
-import html
 import json
 
 import pytest
@@ -199,33 +197,54 @@ def record_finding(request):
 
 
 def _html_table(title: str, table: dict) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table["columns"])
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in table["rows"][:200])
-    more = f"<p>... {len(table['rows']) - 200} more rows</p>" if len(table["rows"]) > 200 else ""
-    return f"<h4>{html.escape(title)}</h4><table border='1' cellpadding='3'><tr>{head}</tr>{rows}</table>{more}"
+    from harness.report import html_table
+
+    return html_table(title, table)
+
+
+def _html_wanted(config) -> bool:
+    return bool(getattr(config.option, "htmlpath", None))
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
+    """A test that recorded findings: they go into `report.user_properties` ("finding", JSON),
+    which xdist carries to the controller; a failure on the finding's own assert reports the
+    finding's message instead of the assert's traceback (terminal, JUnit, HTML); with --html the
+    row gets the findings' tables and plots, and the report the plots its summary shows."""
     outcome = yield
     report = outcome.get_result()
+    if "record_finding" not in getattr(item, "fixturenames", ()):
+        return
+    from harness import report as html_report
+
+    setattr(report, html_report.HARNESS_ATTR, True)
     findings = item.stash.get(ITEM_FINDINGS, [])
     if report.when != "call" or not findings:
         return
-    extras = getattr(report, "extras", [])
+    for f in findings:
+        report.user_properties.append(("finding", json.dumps(f.to_json())))
+    if report.failed and html_report.failed_on_finding(call, findings):
+        report.longrepr = html_report.verdict_text(findings)
+    if not _html_wanted(item.config):
+        return
     try:
         from pytest_html import extras as html_extras
     except ImportError:  # reports without pytest-html still get the JSON
-        html_extras = None
-    for f in findings:
-        report.user_properties.append(("finding", json.dumps(f.to_json())))
-        if html_extras is None:
-            continue
-        body = f"<pre>{html.escape(f.message())}</pre>" + "".join(_html_table(k, v) for k, v in f.tables.items())
-        extras.append(html_extras.html(f"<div class='finding'>{body}</div>"))
-        for title, png in f.plots.items():
-            extras.append(html_extras.png(base64.b64encode(png).decode(), name=title))
-    report.extras = extras
+        return
+    setattr(report, html_report.PLOTS_ATTR, html_report.plot_records(findings))
+    report.extras = getattr(report, "extras", []) + html_report.row_extras(findings, html_extras)
+
+
+def pytest_sessionstart(session):
+    """The HTML report's summary (harness/report.py) is written by the controller of an --html run."""
+    config = session.config
+    if hasattr(config, "workerinput") or not _html_wanted(config) or not config.pluginmanager.hasplugin("html"):
+        return
+    if config.pluginmanager.get_plugin("cslr-html-summary") is None:
+        from harness.report import HtmlSummary
+
+        config.pluginmanager.register(HtmlSummary(lambda: config.stash.get(FINDINGS, [])), "cslr-html-summary")
 
 
 class FindingsReporter:
@@ -247,7 +266,17 @@ class FindingsReporter:
             if key == "finding":
                 self.findings.append(json.loads(value))
 
+    def link(self) -> list:
+        """Name the root causes (harness/causes.py) once every finding is in: root causes first."""
+        from harness.causes import link_causes
+
+        linked = link_causes([Finding.from_json(d) for d in self.findings])
+        self.config.stash[FINDINGS] = [f.to_json() for f in linked]
+        return self.findings
+
+    @pytest.hookimpl(tryfirst=True)  # before pytest-html writes its report from the same findings
     def pytest_sessionfinish(self, session, exitstatus):
+        self.link()
         path = self.config.getoption("--diag-json")
         if not path:
             return
