@@ -103,8 +103,8 @@ def plot_metrics(rows: list[dict], path: Path) -> None:
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("CTC loss", color="b")
     ax2 = ax1.twinx()
-    ax2.plot(epochs, [r["dev_wer"] for r in rows], "r-", label="dev WER")
-    ax2.set_ylabel("dev WER", color="r")
+    ax2.plot(epochs, [r["dev_wer"] for r in rows], "r-", label="dev WER (greedy)")
+    ax2.set_ylabel("dev WER (greedy)", color="r")
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
     plt.close(fig)
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     ckpt = None
     if args.resume and last_path.exists():
         ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
-        log(f"resuming from {last_path} (epoch {ckpt['epoch']} done, best dev WER {ckpt['best_wer']:.4f})", master)
+        log(f"resuming from {last_path} (epoch {ckpt['epoch']} done, best dev WER {ckpt['best_wer']:.2%}, greedy)", master)
     elif args.resume:
         log(f"--resume: no {last_path} yet, starting fresh", master)
     vocab = Vocabulary(ckpt["vocab"]) if ckpt else None
@@ -223,6 +223,16 @@ def main(argv=None) -> int:
     # ------------------------------------------------------------------ train
     from tqdm import tqdm
 
+    # every WER printed says its decoder: the epoch lines decode greedily, the closing lines with cfg.beam_width
+    final_decoder = "greedy" if cfg.beam_width <= 1 else f"beam {cfg.beam_width}"
+    select_split = "dev" if "dev" in data.splits else "train"  # no dev split: the epoch lines score train
+    log(
+        f"best.pt: lowest {select_split} WER, greedy decoding, checked every epoch"
+        + ("" if select_split == "dev" else " (the corpus has no dev split)")
+        + f"; the closing dev/test WER decode best.pt with {final_decoder} (python -m model.evaluate reproduces both)",
+        master,
+    )
+
     from harness.diagnostics import save_nonfinite_batch
 
     global_step = (start_epoch - 1) * steps_per_epoch
@@ -271,7 +281,7 @@ def main(argv=None) -> int:
             if improved:
                 save_checkpoint(best_path, state)
             log(
-                f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  dev WER {dev.wer.wer:.2%}  lr {row['lr']:.2e}  "
+                f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  {select_split} WER {dev.wer.wer:.2%} (greedy)  lr {row['lr']:.2e}  "
                 f"{seconds:.1f}s  {row['frames_per_s']:.0f} frames/s{'  *best*' if improved else ''}"
             )
         if distributed:
@@ -294,7 +304,7 @@ def main(argv=None) -> int:
                 res = training.evaluate(raw_model, loader_s, data.vocab, device, cfg, beam_width=cfg.beam_width, phoenix_cleanup=phoenix)
                 w = res.wer
                 log(
-                    f"{split} WER {w.wer:.2%} (beam {cfg.beam_width}; {w.substitutions} sub, {w.deletions} del, "
+                    f"{split} WER {w.wer:.2%} ({final_decoder}; {w.substitutions} sub, {w.deletions} del, "
                     f"{w.insertions} ins over {w.n_ref_words} words)"
                 )
     return 0

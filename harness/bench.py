@@ -23,6 +23,10 @@ Sections (goals in GOALS):
   memory      peak RSS of harness.scan.scan_corpus, data.dataset.compute_train_stats and of
               iterating the training dataset, on synthetic corpora of N and 10N samples
   disk        bytes a frame on disk: [T, 1629] float32 and float16 vs [T, 6516] float32
+  use         the trained-model commands, default-size model (untrained weights: timing only):
+              model.recognize real-time factor on a 30 fps video (extraction and model apart),
+              model.evaluate frames/s vs a bare forward pass, ONNX Runtime vs PyTorch latency
+              for one sentence (model.export's ONNX file) and its parity
   scale       (--scale FRAMES) wall time and peak memory of the streaming compat data pass
               (scan_corpus with 2 workers + clean features + CTC feasibility + labels)
 
@@ -51,7 +55,7 @@ from data.layout import FEATURE_DIM, LAYOUT, RAW_DIM
 
 REPO = Path(__file__).resolve().parents[1]
 VIDEOS = REPO / ".." / "shared" / "data" / "videos"
-SECTIONS = ("extraction", "loader", "trainer", "compat", "memory", "disk")
+SECTIONS = ("extraction", "loader", "trainer", "compat", "memory", "disk", "use")
 SMALL_MODEL = {"modality_dim": 32, "fusion_dim": 64, "conv_dim": 64, "lstm_hidden": 32, "stage_blocks": [1, 1]}
 CHILD_TAG = "BENCH_CHILD "
 MB = 1024 * 1024
@@ -70,6 +74,8 @@ GOALS = {
     "iterate_peak_10n_vs_n": ("<=", 1.1),
     "raw32_vs_full32_bytes": ("<=", 0.26),
     "raw16_vs_full32_bytes": ("<=", 0.13),
+    "recognize_rtf": (">=", 1.0),
+    "export_parity_max_abs": ("<=", 1e-4),
 }
 
 
@@ -624,6 +630,118 @@ def section_disk(tmp: Path, quick: bool, rounds: int, frames: int = 200) -> Sect
     return res
 
 
+def section_use(tmp: Path, quick: bool, rounds: int) -> SectionResult:
+    """model.recognize / model.evaluate / model.export on a default-size model saved as train.py saves it."""
+    import torch
+
+    from data.dataset import collate
+    from model import training
+    from model.config import TrainConfig
+    from model.evaluate import build_eval_data, evaluate_split, load_trained
+    from model.export import Runner, check_parity, export, parity_batches
+    from model.recognize import read_input, recognize_landmarks
+
+    res = SectionResult("use")
+    video = VIDEOS / "test_video.mp4"
+    # the checkpoint: the default model and data pipeline on the training corpus, untrained weights
+    cfg = TrainConfig(data_dir=str(_training_corpus(tmp, quick)), cache_mb=0)
+    data = training.build_data(cfg)
+    model = training.build_model(cfg, len(data.vocab))
+    ckpt_path = tmp / "use_checkpoint.pt"
+    torch.save({"model_name": cfg.model, "model_args": training.model_args(cfg, model, len(data.vocab), data.input_dim),
+                "model": model.state_dict(), "vocab": data.vocab.to_list(), "norm_stats": None, "config": cfg.to_dict(),
+                "epoch": 0, "best_wer": float("inf"), "skipped_gate": True}, ckpt_path)
+    trained = load_trained(ckpt_path)
+    threads = torch.get_num_threads()
+    res.figures = {"threads": threads, "model_parameters": sum(p.numel() for p in model.parameters())}
+
+    # recognize: extraction (a fresh MediaPipe Holistic a sample, as recognize runs it) and model apart
+    if video.is_file():
+        marks = read_input(video)
+        seconds_of_video = marks.raw.shape[0] / marks.fps
+        recognize_landmarks(trained, marks, str(video))  # warm-up (allocator, kernels)
+        best = best_of_alternating({
+            "extract": lambda: read_input(video).extract_seconds,
+            "model": lambda: recognize_landmarks(trained, marks, str(video)).model_seconds,
+        }, max(rounds, 2 if quick else 3), better=min)
+        ext, mod = best["extract"]["best"], best["model"]["best"]
+        res.figures["recognize"] = {"video": video.name, "frames": int(marks.raw.shape[0]), "fps": marks.fps, "video_seconds": seconds_of_video,
+                                    "extract_seconds": ext, "model_seconds": mod, "runs": {k: v["all"] for k, v in best.items()}}
+        res.rows += [
+            Row("use", "recognize_rtf", "recognize real-time factor, end to end (video s / processing s)", seconds_of_video / (ext + mod),
+                f"{ext + mod:.2f} s", f"{seconds_of_video:.2f} s video", f"{video.name}, {marks.raw.shape[0]} frames at {marks.fps:.1f} fps"),
+            Row("use", "recognize_rtf_extraction", "  extraction alone (MediaPipe Holistic, start-up included)", seconds_of_video / ext,
+                f"{ext:.2f} s", f"{seconds_of_video:.2f} s video", f"{marks.raw.shape[0] / ext:.1f} frames/s"),
+            Row("use", "recognize_rtf_model", "  model alone (features, forward, greedy spans)", seconds_of_video / mod,
+                f"{mod * 1000:.0f} ms", f"{seconds_of_video:.2f} s video", f"{threads} torch threads"),
+        ]
+    else:
+        res.figures["recognize"] = f"skipped: {video} absent"
+
+    # evaluate: frames/s of model.evaluate's split scoring vs a bare forward pass over the same batches
+    ecfg, edata = build_eval_data(trained)
+    split = "dev" if "dev" in edata.splits else "test"
+    batches = [collate([edata.splits[split][i] for i in range(k, min(k + ecfg.batch_size, len(edata.splits[split])))])
+               for k in range(0, len(edata.splits[split]), ecfg.batch_size)]
+    frames = sum(int(b.lengths.sum()) for b in batches)
+
+    @torch.no_grad()
+    def bare_forward() -> float:
+        t0 = time.perf_counter()
+        for b in batches:
+            trained.model(b.features, b.lengths)
+        return frames / (time.perf_counter() - t0)
+
+    def scored(beam: int) -> float:
+        ev = evaluate_split(trained, edata, ecfg, split, beam)
+        return ev.frames / ev.seconds
+
+    bare_forward()
+    best = best_of_alternating({"greedy": lambda: scored(1), "beam": lambda: scored(ecfg.beam_width), "bare": bare_forward}, rounds)
+    greedy, beam, bare = best["greedy"]["best"], best["beam"]["best"], best["bare"]["best"]
+    res.figures["evaluate"] = {"split": split, "sentences": len(edata.splits[split]), "frames": frames, "greedy_fps": greedy, "beam_fps": beam,
+                               "bare_forward_fps": bare, "runs": {k: v["all"] for k, v in best.items()}}
+    res.rows += [
+        Row("use", "evaluate_greedy_vs_forward", "evaluate frames/s (greedy) / bare forward", greedy / bare, f"{greedy:.0f} fr/s", f"{bare:.0f} fr/s",
+            f"{len(edata.splits[split])} {split} sentences, loading + normalization + decoding included"),
+        Row("use", "evaluate_beam_vs_forward", f"evaluate frames/s (beam {ecfg.beam_width}) / bare forward", beam / bare, f"{beam:.0f} fr/s", f"{bare:.0f} fr/s",
+            "prefix beam search in Python, per sample; untrained weights"),
+    ]
+
+    # export: ONNX Runtime vs PyTorch latency for one sentence, same threads
+    pb, _ = parity_batches(trained)
+    onnx_path = tmp / "use_model.onnx"
+    export(trained, "onnx", onnx_path, pb)
+    runner = Runner("onnx", onnx_path, threads)
+    parity = max(r.max_abs_diff for r in check_parity(trained, runner, pb))
+    sentence = edata.splits[split][len(edata.splits[split]) // 2]
+    one = collate([sentence])
+    reps = 5 if quick else 20
+
+    def latency(fn) -> float:
+        fn()
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    with torch.no_grad():
+        best = best_of_alternating({"torch": lambda: latency(lambda: trained.model(one.features, one.lengths)),
+                                    "ort": lambda: latency(lambda: runner.run(one.features, one.lengths))}, rounds, better=min)
+    pt, ort_s = best["torch"]["best"], best["ort"]["best"]
+    res.figures["export"] = {"onnx_bytes": onnx_path.stat().st_size, "sentence_frames": sentence.length, "torch_seconds": pt, "ort_seconds": ort_s,
+                             "parity_max_abs": parity, "runs": {k: v["all"] for k, v in best.items()}}
+    res.rows += [
+        Row("use", "onnx_vs_torch_latency", "one sentence: PyTorch / ONNX Runtime latency (speed-up)", pt / ort_s, f"{ort_s * 1000:.1f} ms ORT",
+            f"{pt * 1000:.1f} ms torch", f"{sentence.length} frames, {threads} threads each, best of {reps}"),
+        Row("use", "export_parity_max_abs", "ONNX vs PyTorch max |diff| of log-probs (padded batches)", parity, f"{parity:.1e}", "",
+            f"{len(pb)} batches of real {split} samples"),
+    ]
+    return res
+
+
 def section_scale(tmp: Path, total_frames: int, frames: int = 200, dtype: str = "float16", workers: int = 2) -> SectionResult:
     res = SectionResult("scale")
     n = max(1, math.ceil(total_frames / frames))
@@ -653,6 +771,7 @@ RUNNERS = {
     "compat": section_compat,
     "memory": section_memory,
     "disk": section_disk,
+    "use": section_use,
 }
 
 
