@@ -110,6 +110,24 @@ def plot_metrics(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+PLATEAU_EPOCHS = 3  # epochs in a row with >= PLATEAU_BLANK_SHARE of the dev frames blank before train.py warns
+
+
+def blank_plateau(rows: list[dict]) -> str:
+    """A warning when the last PLATEAU_EPOCHS epochs decoded dev as (almost) nothing but blanks."""
+    from harness.training_checks import PLATEAU_BLANK_SHARE
+
+    last = [r.get("dev_blank_share", 0.0) for r in rows[-PLATEAU_EPOCHS:]]
+    if len(last) < PLATEAU_EPOCHS or min(last) < PLATEAU_BLANK_SHARE or (len(rows) > PLATEAU_EPOCHS and rows[-PLATEAU_EPOCHS - 1].get("dev_blank_share", 0.0) >= PLATEAU_BLANK_SHARE):
+        return ""  # said once, when the run enters the plateau
+    return (
+        f"WARNING: CTC sits on its all-blank plateau: {min(last):.0%}+ of the dev output frames decode as blank for "
+        f"{PLATEAU_EPOCHS} epochs. Try: a higher learning rate or a longer warm-up (warmup_steps), check that the input "
+        "carries signal (python -m harness check; its model_input check), a per-channel normalization in the conv blocks "
+        "(norm = \"batch\"), or `python -m harness overfit` on this configuration"
+    )
+
+
 def main(argv=None) -> int:
     cfg, args = parse_args(argv)
     rank, local_rank, world = training.distributed_env()
@@ -269,6 +287,7 @@ def main(argv=None) -> int:
                 "seconds": round(seconds, 2),
                 "frames_per_s": round(frames * world / max(seconds, 1e-9), 1),
                 "skipped_batches": skipped,
+                "dev_blank_share": round(dev.blank_share, 4),
             }
             metrics_rows.append(row)
             with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
@@ -284,6 +303,9 @@ def main(argv=None) -> int:
                 f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  {select_split} WER {dev.wer.wer:.2%} (greedy)  lr {row['lr']:.2e}  "
                 f"{seconds:.1f}s  {row['frames_per_s']:.0f} frames/s{'  *best*' if improved else ''}"
             )
+            plateau = blank_plateau(metrics_rows)
+            if plateau:
+                log(plateau)
         if distributed:
             dist.barrier()
 

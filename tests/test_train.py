@@ -160,3 +160,15 @@ def test_nonfinite_training_stops_saves_batch_and_replays(small_corpus, small_co
     )
     assert rep.returncode == 1, rep.stdout
     assert bad.id in rep.stdout and "CTC-infeasible" in rep.stdout
+
+
+def test_blank_plateau_warning_when_dev_stays_blank():
+    """train.py warns once when dev decodes >= 95% blank for 3 epochs in a row, with what to try."""
+    import train
+
+    blank, learning = {"dev_blank_share": 0.99}, {"dev_blank_share": 0.6}
+    assert train.blank_plateau([blank, blank]) == ""  # not yet 3 epochs
+    said = train.blank_plateau([learning, blank, blank, blank])
+    assert "all-blank plateau" in said and "learning rate" in said and "model_input" in said
+    assert train.blank_plateau([blank, blank, blank, blank]) == ""  # said once, when the run entered it
+    assert train.blank_plateau([blank, learning, blank]) == ""
