@@ -15,7 +15,7 @@ from harness.findings import FAIL, Finding
 
 LAYERS = {
     "contract": 0,
-    "clean_features": 1, "labels": 1,
+    "clean_features": 1, "labels": 1, "shift": 1,
     "ctc_feasibility": 2, "normalization": 2, "model_input": 2,
     "forward": 3,
     "loss_at_init": 4,

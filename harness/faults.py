@@ -628,7 +628,7 @@ def kaggle_corpus(out_dir) -> Path | None:
 
 # ----------------------------------------------------------------------------- CLI
 
-ABBREV = {"contract": "contr", "model_input": "input", "clean_features": "clean", "labels": "label", "ctc_feasibility": "ctc", "normalization": "norm",
+ABBREV = {"contract": "contr", "model_input": "input", "shift": "shift", "clean_features": "clean", "labels": "label", "ctc_feasibility": "ctc", "normalization": "norm",
           "forward": "fwd", "loss_at_init": "init", "gradients": "grad", "batch_size": "batch",
           "modalities": "modal", "smoke": "smoke", "overfit": "overf"}
 MARK = {FAIL: "FAIL", WARN: "warn", PASS: "ok", SKIP: "skip", "error": "ERR"}

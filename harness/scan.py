@@ -39,6 +39,8 @@ class FileScan:
     z_max_abs: float = 0.0
     z_at: tuple | None = None  # (frame, column) of z_max_abs
     inf_at: list = field(default_factory=list)  # (frame, column) of the first Inf values
+    motion: dict = field(default_factory=dict)  # block -> mean |x/y step| of its landmarks between consecutive frames where seen
+    center: tuple | None = None  # median (x, y) of the pose landmarks seen: where the signer stands in the frame
     partial_at: tuple | None = None  # (frame, column) of the first landmark with some but not all coordinates NaN
     digest: str = ""
     stats: tuple | None = None  # (n, mean, m2) of model features, train split only
@@ -78,6 +80,11 @@ def scan_file(path, rec: SampleRecord, max_abs_coordinate: float, impute_method:
         lo, hi = block.start // COORDS, block.stop // COORDS
         s.missing[name] = float(landmark_missing[:, lo:hi].mean())
         s.zero_filled[name] = float(landmark_zero[:, lo:hi].mean())
+        step = np.abs(np.diff(raw[:, lo:hi, :2], axis=0))  # NaN where either frame misses the landmark
+        s.motion[name] = float(np.nanmean(step)) if np.isfinite(step).any() else 0.0
+    pose_xy = raw[:, LAYOUT.pose.start // COORDS : LAYOUT.pose.stop // COORDS, :2].reshape(-1, 2)
+    pose_xy = pose_xy[np.isfinite(pose_xy).all(axis=1)]
+    s.center = (float(np.median(pose_xy[:, 0])), float(np.median(pose_xy[:, 1]))) if len(pose_xy) else None
     for axes, limit in (((0, 1), max_abs_coordinate), ((2,), max_abs_z)):
         vals = np.abs(raw[:, :, list(axes)])
         present = np.isfinite(vals)

@@ -18,6 +18,7 @@ from harness.context import HarnessContext
 from harness.data_checks import check_clean_features, check_ctc_feasibility, check_labels, check_normalization
 from harness.findings import FAIL, SKIP, Finding
 from harness.input_checks import check_contract, check_model_input
+from harness.shift_checks import check_shift
 from harness.model_checks import check_batch_size, check_forward, check_gradients, check_loss_at_init, check_modalities
 from harness.training_checks import check_overfit, check_smoke
 from model.components import ComponentError
@@ -121,6 +122,7 @@ CHECKS: tuple[Check, ...] = (
     Check("contract", _contract),
     Check("clean_features", lambda ctx, _: check_clean_features(ctx.raw_scan, ctx.thresholds), skip=_needs_corpus),
     Check("labels", lambda ctx, _: check_labels(ctx.label_source, ctx.records, ctx.vocab, ctx.scan)),
+    Check("shift", lambda ctx, _: check_shift(ctx.raw_scan, ctx.thresholds), skip=_needs_corpus),
     Check("ctc_feasibility", lambda ctx, _: check_ctc_feasibility(ctx.scan, ctx.records, ctx.vocab, ctx.model().output_lengths)),
     Check("normalization", _normalization, params=_methods, skip=_needs_own_dataset),
     Check("model_input", _model_input),

@@ -44,6 +44,14 @@ DEFAULTS = {
     # overfit: optimisation steps allowed to reach 0% WER on the tiny subset
     "overfit_steps": 300,
     "overfit_samples": 4,
+    # shift between splits (warn only): a hand's presence rate differing by more than this
+    # (absolute share of frames); the share of samples led by the right hand; hand speed and
+    # length ratios outside 1/ratio..ratio; the signer's median position moved by more than this
+    # share of the frame. Values and what they measured: see harness/shift_checks.py.
+    "shift_presence": 0.2,
+    "shift_handedness": 0.3,
+    "shift_ratio": 1.5,
+    "shift_position": 0.15,
     # length distribution: fewer frames than this is suspicious for a sentence
     "min_frames": 4,
     # share of a modality missing above which the check warns
