@@ -104,7 +104,9 @@ def test_reported_config_fails_on_the_zero_std_division(runs):
     assert mi["values"]["nonfinite_fraction"] == 1.0
     # and training goes non-finite at once
     assert r["findings"]["smoke"]["status"] == "fail"
-    assert r["findings"]["smoke"]["summary"].startswith("step 1: non-finite loss")
+    # smoke fails with it, and says what caused it
+    smoke = r["findings"]["smoke"]
+    assert smoke["values"]["caused_by"] == "model_input" and smoke["summary"].startswith("caused by model_input: step 1: non-finite loss")
 
 
 def test_reported_config_says_whether_double_normalization_matters(runs):
