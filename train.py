@@ -110,6 +110,7 @@ def plot_metrics(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+GAP_WARN = 0.10  # an unseen split's WER this much (absolute) above train's, and over twice it, is a warning
 PLATEAU_EPOCHS = 3  # epochs in a row with >= PLATEAU_BLANK_SHARE of the dev frames blank before train.py warns
 
 
@@ -320,16 +321,35 @@ def main(argv=None) -> int:
     if master:
         if best_path.exists():
             raw_model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["model"])
-        for split in ("dev", "test"):
+        final = {}
+        for split in ("train", "dev", "test"):
             if split in data.splits:
                 loader_s = training.make_loader(data.splits[split], cfg.batch_size, shuffle=False)
                 res = training.evaluate(raw_model, loader_s, data.vocab, device, cfg, beam_width=cfg.beam_width, phoenix_cleanup=phoenix)
-                w = res.wer
+                w = final[split] = res.wer
                 log(
                     f"{split} WER {w.wer:.2%} ({final_decoder}; {w.substitutions} sub, {w.deletions} del, "
                     f"{w.insertions} ins over {w.n_ref_words} words)"
                 )
+        gap = generalisation_gap({s: w.wer for s, w in final.items()})
+        if gap:
+            log(gap)
     return 0
+
+
+def generalisation_gap(wers: dict) -> str:
+    """The train vs dev/test gap of the final WERs; a warning when the model fits train and not
+    the unseen split (dev/test signers it never saw)."""
+    if "train" not in wers or len(wers) < 2:
+        return ""
+    unseen = {s: w for s, w in wers.items() if s != "train"}
+    worst_split, worst = max(unseen.items(), key=lambda kv: kv[1])
+    line = "generalisation gap: train WER {:.2%} vs {}".format(wers["train"], ", ".join(f"{s} {w:.2%}" for s, w in unseen.items()))
+    if worst - wers["train"] > GAP_WARN and worst > 2 * wers["train"]:
+        line = (f"WARNING: the model fits train ({wers['train']:.2%}) and not {worst_split} ({worst:.2%}): it learned the train "
+                "signers, not the signs. Try: mirror / rotation / speed augmentation, more signers in train, more dropout or "
+                "weight decay, a smaller model; the harness's shift check names how the splits differ")
+    return line
 
 
 if __name__ == "__main__":

@@ -172,3 +172,12 @@ def test_blank_plateau_warning_when_dev_stays_blank():
     assert "all-blank plateau" in said and "learning rate" in said and "model_input" in said
     assert train.blank_plateau([blank, blank, blank, blank]) == ""  # said once, when the run entered it
     assert train.blank_plateau([blank, learning, blank]) == ""
+
+
+def test_generalisation_gap_warns_when_train_fits_and_dev_does_not():
+    import train
+
+    assert train.generalisation_gap({"train": 0.01, "dev": 0.03, "test": 0.04}).startswith("generalisation gap: train WER 1.00% vs dev 3.00%")
+    warned = train.generalisation_gap({"train": 0.0, "dev": 0.35, "test": 0.74})
+    assert warned.startswith("WARNING: the model fits train (0.00%) and not test (74.00%)") and "mirror" in warned
+    assert train.generalisation_gap({"dev": 0.3}) == ""
