@@ -2,6 +2,7 @@
 
     python train.py                                   # embedded demo corpus, defaults
     python train.py --data_dir DIR --output_dir DIR --batch_size 2 --epochs 100 --lr 0.0005
+    python train.py --model student --teacher RUN/best.pt     # distil the small student from a teacher checkpoint
     torchrun --nproc_per_node 2 train.py --data_dir DIR ...   # DDP (gloo on CPU, nccl on CUDA)
 
 Files in --output_dir: config.json, vocab.json, norm_stats.npz, metrics.jsonl, metrics.png,
@@ -42,6 +43,10 @@ def parse_args(argv=None):
     p.add_argument("--batch_size", type=int)
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument("--model", help="a registered model (i3d_teacher, student) or the user's factory 'module.path:attribute'")
+    p.add_argument("--teacher", help="distil from this teacher checkpoint (train.py's best.pt / last.pt; same vocabulary, features, normalization)")
+    p.add_argument("--distill_weight", type=float, help="loss = CTC + distill_weight * T^2 * KL(teacher_T || student_T)")
+    p.add_argument("--distill_temperature", type=float, help="temperature T of the distillation posteriors")
     p.add_argument("--normalize", choices=METHODS)
     p.add_argument("--impute", choices=IMPUTATIONS)
     p.add_argument("--modalities", nargs="+", help="subset of pose hands face temporal")
@@ -61,6 +66,7 @@ def parse_args(argv=None):
         args.config, data_dir=args.data_dir, output_dir=args.output_dir, batch_size=args.batch_size, epochs=args.epochs,
         lr=args.lr, normalize=args.normalize, impute=args.impute, modalities=args.modalities, device=device, amp=args.amp,
         grad_clip=args.grad_clip, seed=args.seed, num_workers=args.num_workers, beam_width=args.beam_width,
+        model=args.model, teacher=args.teacher, distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
     )
     return cfg, args
 
@@ -191,6 +197,23 @@ def main(argv=None) -> int:
     raw_model = model
     model_args = training.model_args(cfg, model, len(data.vocab), data.input_dim)  # rebuilds the model alone
     log(f"model {cfg.model}: {count_parameters(model):,} parameters, {model_size_mb(model):.2f} MB; vocabulary {len(data.vocab)} (blank 0)", master)
+    teacher = None
+    if cfg.teacher is not None:
+        from model.student import TeacherLoadError
+
+        try:
+            teacher = training.teacher_for(cfg, device)
+        except TeacherLoadError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        # even with --skip-gate: distillation over another vocabulary teaches the wrong glosses
+        problem = training.teacher_vocab_problem(teacher, data.vocab)
+        if problem:
+            raise SystemExit(f"error: teacher {cfg.teacher}: {problem}; distillation needs the student's vocabulary (ids and glosses)")
+        log(
+            f"teacher {teacher.model_name} ({count_parameters(teacher.module, trainable_only=False):,} parameters, frozen, eval mode) from "
+            f"{teacher.path} (sha256 {teacher.sha256[:12]}); loss = CTC + {cfg.distill_weight:g} * T^2 KL at T = {cfg.distill_temperature:g}",
+            master,
+        )
     if distributed:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     train_ds = data.splits["train"]
@@ -228,6 +251,8 @@ def main(argv=None) -> int:
             "rng": rng_state(),
             "config": cfg.to_dict(),
             "skipped_gate": bool(args.skip_gate),
+            # the teacher this model learned from: path, sha256 of the file, its vocabulary (None: no distillation)
+            "teacher": teacher.record() if teacher is not None else None,
             "metrics": metrics_rows,
         }
 

@@ -848,7 +848,19 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stats", help="gloss statistics of a corpus, as JSON")
     st.add_argument("corpus_dir")
 
-    for s in (k, po, ph, ex):
+    from data import sentences as sn
+
+    se = sub.add_parser("sentences", help="continuous sentences from a corpus of isolated clips, split by signer (data/sentences.py)")
+    se.add_argument("source_corpus", help="corpus of isolated signs with a signer column (e.g. the kaggle importer's output)")
+    se.add_argument("--lengths", default="%d-%d" % sn.DEFAULT_LENGTHS, help="signs a sentence, a range (default %(default)s)")
+    se.add_argument("--sizes", type=int, nargs=3, default=list(sn.DEFAULT_SIZES), metavar=("TRAIN", "DEV", "TEST"), help="sentences a split")
+    se.add_argument("--seed", type=int, default=0, help="seed of the signer split and the sentences")
+    se.add_argument("--fractions", type=float, nargs=3, default=sn.DEFAULT_FRACTIONS, metavar=("TRAIN", "DEV", "TEST"),
+                    help="signers a split (default 0.6 0.2 0.2: 13/4/4 of 21)")
+    se.add_argument("--keep-splits", dest="keep_splits", action="store_true", help="keep the source's signer split instead")
+    se.add_argument("--transition", default="%d-%d" % sn.DEFAULT_TRANSITION, help="frames between two clips, a range (default %(default)s)")
+
+    for s in (k, po, ph, ex, se):
         s.add_argument("--out", required=True, help="corpus directory (export-pose: the .pose file)")
     return p
 
@@ -867,6 +879,11 @@ def main(argv=None) -> int:
             elif args.command == "phoenix":
                 phoenix_to_corpus(args.corpus_files_dir, args.frames_root, args.out, variant=args.variant,
                                   workers=args.workers, splits=tuple(args.splits), limit=args.limit, report=report)
+            elif args.command == "sentences":
+                from data.sentences import build_sentences
+
+                build_sentences(args.source_corpus, args.out, lengths=args.lengths, sizes=args.sizes, seed=args.seed,
+                                fractions=args.fractions, transition=args.transition, keep_splits=args.keep_splits, report=report)
             elif args.command == "export-pose":
                 print(export_pose(args.corpus_dir, args.sample_id, args.out, fps=args.fps, width=args.width, height=args.height))
                 return 0

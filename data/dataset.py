@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data.augment import Augmenter, min_frames_for, sample_rng
 from data.corpus import Corpus, CorpusError, SampleRecord, atomic_write_text
-from data.layout import FEATURE_DIM, modality_columns, parse_modalities
+from data.layout import FEATURE_DIM, RAW_DIM, modality_columns, parse_modalities
 from data.normalize import CLIP, STD_FLOOR, DoubleNormalizationError, FeatureStats, Normalizer, RunningStats, impute
 from data.temporal import full_features
 
@@ -169,8 +170,17 @@ def compute_train_stats(corpus: Corpus, impute_method: str = "ffill") -> Feature
 class MediaPipeFeatureDataset(torch.utils.data.Dataset):
     """Samples of one split, model-ready.
 
-    Pipeline per sample: load (memory-mapped) -> temporal block from raw landmarks (0 where a
-    landmark is missing) -> impute missing landmarks -> normalize (once) -> select modalities.
+    Pipeline per sample: load (memory-mapped) -> [augment, train split only] -> temporal block
+    from raw landmarks (0 where a landmark is missing) -> impute missing landmarks -> normalize
+    (once) -> select modalities.
+
+    `augment` (data/augment.py: a TrainConfig.augment table) changes the raw landmarks right
+    after loading, so the temporal block, imputation and normalization follow the augmented
+    motion. Each draw is seeded by (augment_seed, epoch, index): the epoch given to
+    set_epoch(), else how many times this dataset object has served that index (the epoch
+    with train.py's in-process loader), so a run is reproducible and every epoch differs.
+    Augmented samples are never cached: the cache then keeps the raw landmarks, not features.
+    A [T, 6516] file's own temporal block is recomputed from its augmented raw block.
     """
 
     def __init__(
@@ -186,6 +196,8 @@ class MediaPipeFeatureDataset(torch.utils.data.Dataset):
         clip: float = CLIP,
         corpus: Corpus | None = None,
         cache_bytes: int = 0,
+        augment=None,
+        augment_seed: int = 0,
     ):
         self.corpus = corpus if corpus is not None else Corpus(corpus_dir)
         self.split = split
@@ -206,8 +218,16 @@ class MediaPipeFeatureDataset(torch.utils.data.Dataset):
         # model-ready features kept in memory after their first load, up to cache_bytes in total:
         # later epochs then skip loading, temporal features and normalization
         self.cache_bytes = int(cache_bytes)
-        self._cache: dict[int, torch.Tensor] = {}
+        self._cache: dict[int, torch.Tensor | np.ndarray] = {}  # features; raw landmarks when augmenting
         self._cached_bytes = 0
+        self.augmenter = Augmenter(augment) if augment else None
+        if self.augmenter is not None and not self.augmenter:
+            self.augmenter = None  # every probability 0
+        if self.augmenter is not None and split != "train":
+            raise ValueError(f"augmentation is for the train split only; split {split!r} is what the model is scored on")
+        self.augment_seed = int(augment_seed)
+        self._epoch: int | None = None
+        self._draws: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self.records)
@@ -216,13 +236,39 @@ class MediaPipeFeatureDataset(torch.utils.data.Dataset):
         """Frame counts without loading the data (reads .npy headers through mmap)."""
         return [int(self.corpus.load(r).shape[0]) for r in self.records]
 
-    def features(self, i: int) -> np.ndarray:
+    def set_epoch(self, epoch: int) -> None:
+        """Seed augmentation draws by this epoch (instead of counting draws per sample)."""
+        self._epoch = int(epoch)
+
+    def features(self, i: int, draw: int = 0) -> np.ndarray:
+        """Model-ready features of sample i; with augmentation, those of draw `draw` (deterministic)."""
         rec = self.records[i]
-        feats, raw = model_features(self.corpus.load(rec), self.impute_method)
+        arr = self._raw(i) if self.augmenter is not None else self.corpus.load(rec)
+        if self.augmenter is not None:
+            targets = self.vocab.encode(rec.glosses, rec.id, self._unknown)
+            repeats = sum(a == b for a, b in zip(targets, targets[1:]))
+            rng = sample_rng(self.augment_seed, draw, i)
+            arr = self.augmenter(arr[:, :RAW_DIM], rng, min_frames=min_frames_for(len(targets), repeats))
+        feats, raw = model_features(arr, self.impute_method)
         out = self.normalizer(feats, raw=raw)
         return out[:, self.columns] if len(self.columns) != FEATURE_DIM else out
 
+    def _raw(self, i: int) -> np.ndarray:
+        """The file's array, kept in memory up to cache_bytes (what an augmenting dataset caches)."""
+        cached = self._cache.get(i)
+        if cached is not None:
+            return cached
+        arr = np.array(self.corpus.load(self.records[i], mmap=False), dtype=np.float32)  # in memory, not a memmap view
+        if self._cached_bytes + arr.nbytes <= self.cache_bytes:
+            self._cache[i] = arr
+            self._cached_bytes += arr.nbytes
+        return arr
+
     def _features_tensor(self, i: int) -> torch.Tensor:
+        if self.augmenter is not None:  # a new draw every time: never cache the output
+            draw = self._epoch if self._epoch is not None else self._draws.get(i, 0)
+            self._draws[i] = self._draws.get(i, 0) + 1
+            return torch.from_numpy(np.ascontiguousarray(self.features(i, draw)))
         cached = self._cache.get(i)
         if cached is not None:
             return cached

@@ -24,6 +24,57 @@ FEATURE_DIM = RAW_DIM + TEMPORAL_DIM  # 6516
 LEFT_SHOULDER = 11
 RIGHT_SHOULDER = 12
 
+# ---------------------------------------------------------------------------- left/right mirror pairs
+# A horizontal mirror (x -> 1 - x) turns a left-handed signer into a right-handed one only if
+# every left landmark also trades places with its right twin. The pairs are defined here once;
+# data/augment.py's mirror and anything else that flips uses MIRROR_LANDMARKS.
+
+# MediaPipe Pose: 0 nose is on the midline, every other landmark has a twin
+# (eyes 1-3 / 4-6, ears 7/8, mouth 9/10, shoulders 11/12 ... feet 31/32).
+POSE_MIRROR_PAIRS = (
+    (1, 4), (2, 5), (3, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16),
+    (17, 18), (19, 20), (21, 22), (23, 24), (25, 26), (27, 28), (29, 30), (31, 32),
+)
+# Hands: the left-hand block and the right-hand block trade places landmark for landmark (both
+# use the same 21-point hand topology, wrist 0 ... pinky tip 20).
+# Face mesh (468 points): the face is mirrored too, not left as it is, so that after a flip the
+# face still sits where the mirrored body puts it and its left eye is still an eye on the left.
+# MediaPipe's canonical face model (mediapipe/modules/face_geometry/data/canonical_face_model.obj)
+# is exactly symmetric and ordered so that the twins follow from one list: the 28 points on the
+# midline (x = 0) are their own mirror; the other 220 of the first 248 points, in index order,
+# are mirrored by points 248..467 in index order (33 <-> 263 eye corners, 61 <-> 291 mouth
+# corners, 234 <-> 454 cheeks). tests/test_augment.py checks it against MediaPipe's own
+# FACEMESH_* connection sets (left eye/brow onto right, lips and face oval onto themselves).
+FACE_MIDLINE = (0, 1, 2, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 94, 151, 152, 164, 168, 175, 195, 197, 199, 200)
+_FACE_FIRST_HALF = 248
+
+
+def _face_mirror() -> np.ndarray:
+    perm = np.arange(N_FACE)
+    left = [i for i in range(_FACE_FIRST_HALF) if i not in set(FACE_MIDLINE)]
+    assert len(left) == N_FACE - _FACE_FIRST_HALF
+    for k, i in enumerate(left):
+        perm[i], perm[_FACE_FIRST_HALF + k] = _FACE_FIRST_HALF + k, i
+    return perm
+
+
+def _mirror_landmarks() -> np.ndarray:
+    """Permutation of the 543 raw landmarks: landmark j of a mirrored frame is landmark perm[j] of the original."""
+    pose = np.arange(N_POSE)
+    for a, b in POSE_MIRROR_PAIRS:
+        pose[a], pose[b] = b, a
+    left, right = N_POSE, N_POSE + N_HAND
+    hands = np.concatenate([np.arange(right, right + N_HAND), np.arange(left, left + N_HAND)])
+    face = N_POSE + 2 * N_HAND + _face_mirror()
+    perm = np.concatenate([pose, hands, face])
+    assert np.array_equal(perm[perm], np.arange(perm.size)), "a mirror must be its own inverse"
+    return perm
+
+
+MIRROR_LANDMARKS = _mirror_landmarks()  # [543] landmark permutation (an involution)
+# the same permutation over the 1629 raw columns (x, y, z of each landmark stay together)
+MIRROR_COLUMNS = (MIRROR_LANDMARKS[:, None] * COORDS + np.arange(COORDS)).reshape(-1)
+
 
 class FeatureLayout:
     """Named column slices of the 6516-wide frame (read-only class attributes)."""

@@ -55,7 +55,7 @@ from data.layout import FEATURE_DIM, LAYOUT, RAW_DIM
 
 REPO = Path(__file__).resolve().parents[1]
 VIDEOS = REPO / ".." / "shared" / "data" / "videos"
-SECTIONS = ("extraction", "loader", "trainer", "compat", "memory", "disk", "use")
+SECTIONS = ("extraction", "loader", "trainer", "compat", "memory", "disk", "use", "distill")
 SMALL_MODEL = {"modality_dim": 32, "fusion_dim": 64, "conv_dim": 64, "lstm_hidden": 32, "stage_blocks": [1, 1]}
 CHILD_TAG = "BENCH_CHILD "
 MB = 1024 * 1024
@@ -742,6 +742,58 @@ def section_use(tmp: Path, quick: bool, rounds: int) -> SectionResult:
     return res
 
 
+def section_distill(tmp: Path, quick: bool, rounds: int, threads: int = 1) -> SectionResult:
+    """The student (model/student.py) against the I3D teacher, both at their default sizes with the
+    PHOENIX-2014 vocabulary (1296) over every modality: parameters, and CPU inference frames/s of an
+    eval-mode forward pass on one threads-limited core, one 200-frame sentence (the app case) and a
+    batch of 8, alternated best of `rounds`. The WER figures come from train.py runs (README)."""
+    import torch
+
+    from model.i3d import count_parameters
+    from model.registry import create_model
+
+    res = SectionResult("distill")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        models = {"teacher": create_model("i3d_teacher").eval(), "student": create_model("student").eval()}
+        params = {k: count_parameters(m) for k, m in models.items()}
+        shapes = {"sentence": (1, 200), "batch8": (8, 150)}
+        inputs = {k: (torch.randn(b, t, models["teacher"].input_dim), torch.full((b,), t, dtype=torch.long)) for k, (b, t) in shapes.items()}
+        repeats = 2 if quick else 5
+
+        def rate(name: str, shape: str):
+            def run() -> float:
+                x, lengths = inputs[shape]
+                with torch.no_grad():
+                    models[name](x, lengths)  # warm-up
+                    best = float("inf")
+                    for _ in range(repeats):
+                        t0 = time.perf_counter()
+                        models[name](x, lengths)
+                        best = min(best, time.perf_counter() - t0)
+                return int(lengths.sum()) / best
+            return run
+
+        fps = {}
+        for shape in shapes:
+            best = best_of_alternating({"teacher": rate("teacher", shape), "student": rate("student", shape)}, rounds)
+            fps[shape] = {k: v["best"] for k, v in best.items()}
+    finally:
+        torch.set_num_threads(before)
+    res.figures = {"parameters": params, "frames_per_s": fps, "threads": threads}
+    ratio = params["student"] / params["teacher"]
+    res.rows = [Row("distill", "student_vs_teacher_params", "student / teacher parameters", ratio, f"{params['student']:,}",
+                    f"{params['teacher']:,}", "default sizes, vocabulary 1296, all modalities", goal="<= 0.2", met=ratio <= 0.2)]
+    for shape, label in (("sentence", "one 200-frame sentence"), ("batch8", "batch of 8 x 150 frames")):
+        r = fps[shape]["student"] / fps[shape]["teacher"]
+        res.rows.append(Row("distill", f"student_vs_teacher_fps_{shape}", f"student / teacher CPU inference frames/s, {label}", r,
+                            f"{fps[shape]['student']:.0f} fr/s", f"{fps[shape]['teacher']:.0f} fr/s", f"eval forward, {threads} thread(s)",
+                            goal=">= 5", met=r >= 5))
+    return res
+
+
 def section_scale(tmp: Path, total_frames: int, frames: int = 200, dtype: str = "float16", workers: int = 2) -> SectionResult:
     res = SectionResult("scale")
     n = max(1, math.ceil(total_frames / frames))
@@ -772,6 +824,7 @@ RUNNERS = {
     "memory": section_memory,
     "disk": section_disk,
     "use": section_use,
+    "distill": section_distill,
 }
 
 

@@ -17,9 +17,9 @@ LAYERS = {
     "contract": 0,
     "clean_features": 1, "labels": 1, "shift": 1,
     "ctc_feasibility": 2, "normalization": 2, "model_input": 2,
-    "forward": 3,
-    "loss_at_init": 4,
-    "gradients": 5,
+    "forward": 3, "teacher": 3,  # the teacher: another model's forward pass, and what it was trained on
+    "loss_at_init": 4, "teacher_competence": 4, "distill_loss": 4,
+    "gradients": 5, "teacher_frozen": 5,
     "batch_size": 6, "modalities": 6, "smoke": 6, "overfit": 6, "replay": 6,
 }
 INPUT_CHECKS = ("normalization", "model_input")  # both judge the model input

@@ -32,6 +32,7 @@ from data.corpus import SampleRecord, atomic_save_npy, atomic_write_text, read_m
 from data.dataset import Vocabulary
 from data.layout import COORDS, LAYOUT
 from data.normalize import Normalizer
+from harness import distill_checks as distill
 from harness import suite
 from harness.causes import link_causes
 from harness.context import HarnessContext
@@ -511,6 +512,42 @@ CATALOGUE: tuple[Fault, ...] = (
         cause={"normalization": ("no signal",), "model_input": ("no signal",), "overfit": ("all-blank plateau",)},
     ),
 )
+# distillation (harness/distill_checks.py): the small student distils from a small competent I3D
+# teacher trained once on the small demo corpus (distill_checks.demo_teacher, cached under .cache/)
+CATALOGUE += (
+    Fault(
+        "teacher_vocabulary_shuffled",
+        "The teacher's vocabulary holds the same glosses in another order (built in order of first appearance, or from "
+        "another corpus version): a coherent teacher, but its id k is another gloss than the student's id k, so the KL "
+        "teaches the student to say the wrong glosses.",
+        ("teacher",), distill.shuffled_teacher_vocabulary, cause={"teacher": ("vocabulary order differs", "other ids")},
+    ),
+    Fault(
+        "teacher_in_train_mode",
+        "The teacher is left in train mode (held inside the trained module, model.train() switches it back every "
+        "step): its dropout makes the distillation targets noise and its batch norms drift on the student's batches.",
+        ("teacher_frozen",), distill.teacher_train_mode, cause={"teacher_frozen": ("train mode", "dropout")},
+    ),
+    Fault(
+        "teacher_other_normalization",
+        "The student trains on global z-scores while the teacher was trained on body normalization: the same frame "
+        "reaches the two models as different numbers, and the teacher's posteriors on the student's input are wrong.",
+        ("teacher",), distill.teacher_other_normalization, cause={"teacher": ("normalization", "'body'", "'global'")},
+    ),
+    Fault(
+        "distill_temperature_zero",
+        "distill_temperature = 0 (meant as 'no temperature'): softmax(log_probs / 0) is NaN, so every distillation "
+        "step is non-finite.",
+        ("distill_loss", "smoke"), distill.temperature_zero,
+        cause={"distill_loss": ("temperature of 0", "divides by zero"), "smoke": ("non-finite",)},
+    ),
+    Fault(
+        "untrained_teacher",
+        "The teacher checkpoint holds initial weights (saved before training, or a run that never left the blank "
+        "plateau): vocabulary and pipeline match, but it knows nothing, and the student would learn to say nothing.",
+        ("teacher_competence",), distill.untrained_teacher, cause={"teacher_competence": ("not competent",)},
+    ),
+)
 HEALTHY = Fault("healthy", "no fault: the pipeline as configured", (), lambda setup: contextlib.nullcontext(setup))
 
 
@@ -631,6 +668,7 @@ def kaggle_corpus(out_dir) -> Path | None:
 ABBREV = {"contract": "contr", "model_input": "input", "shift": "shift", "clean_features": "clean", "labels": "label", "ctc_feasibility": "ctc", "normalization": "norm",
           "forward": "fwd", "loss_at_init": "init", "gradients": "grad", "batch_size": "batch",
           "modalities": "modal", "smoke": "smoke", "overfit": "overf"}
+ABBREV.update({"teacher": "teach", "teacher_competence": "tcomp", "distill_loss": "kd", "teacher_frozen": "tfroz"})
 MARK = {FAIL: "FAIL", WARN: "warn", PASS: "ok", SKIP: "skip", "error": "ERR"}
 
 

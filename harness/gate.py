@@ -19,6 +19,7 @@ from data.corpus import Corpus, atomic_write_bytes, atomic_write_text
 from harness.findings import FAIL, WARN
 from model import training
 from model.components import source_digest
+from model.student import file_digest
 from model.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +47,10 @@ def fingerprint(cfg: TrainConfig) -> str:
         gate_relevant["data_dir"] = str(Path(c.dir).resolve())
     # a user dataset's data is read by its own code: its source is fingerprinted, its files cannot be
     user_code = source_digest([cfg.model, cfg.dataset, cfg.batch_transform], cfg.config_dir)
-    blob = json.dumps({"corpus": corpus, "config": gate_relevant, "code": code_version(), "user_code": user_code}, sort_keys=True)
+    # a distillation run's verdict depends on the teacher file's content, not only its path
+    teacher = file_digest(cfg.teacher) if getattr(cfg, "teacher", None) and Path(cfg.teacher).is_file() else None
+    blob = json.dumps({"corpus": corpus, "config": gate_relevant, "code": code_version(), "user_code": user_code, "teacher": teacher},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

@@ -16,6 +16,7 @@ from data.layout import input_dim as layout_input_dim
 from data.normalize import METHODS
 from harness.context import HarnessContext
 from harness.data_checks import check_clean_features, check_ctc_feasibility, check_labels, check_normalization
+from harness.distill_checks import check_distill_loss, check_teacher, check_teacher_competence, check_teacher_frozen, no_teacher
 from harness.findings import FAIL, SKIP, Finding
 from harness.input_checks import check_contract, check_model_input
 from harness.shift_checks import check_shift
@@ -131,6 +132,11 @@ CHECKS: tuple[Check, ...] = (
     Check("gradients", lambda ctx, _: check_gradients(ctx.model(), ctx.probe_batch(), ctx.thresholds)),
     Check("batch_size", _batch_size, params=lambda cfg, _: BATCH_SIZES),
     Check("modalities", _modalities, skip=_needs_layout),
+    # distillation (harness/distill_checks.py): only with a configured teacher
+    Check("teacher", lambda ctx, _: check_teacher(ctx), skip=no_teacher),
+    Check("teacher_competence", lambda ctx, _: check_teacher_competence(ctx), skip=no_teacher),
+    Check("distill_loss", lambda ctx, _: check_distill_loss(ctx), skip=no_teacher),
+    Check("teacher_frozen", lambda ctx, _: check_teacher_frozen(ctx), skip=no_teacher),
     Check("smoke", lambda ctx, _: check_smoke(ctx.cfg, ctx.model(), ctx.dataset(), ctx.probe_indices(k_random=8), ctx.device, ctx.thresholds), marker="smoke"),
     Check("overfit", lambda ctx, _: check_overfit(ctx.cfg, ctx.model(), ctx.dataset(), ctx.overfit_indices(), ctx.device, ctx.thresholds), marker="overfit"),
 )

@@ -52,6 +52,18 @@ DEFAULTS = {
     "shift_handedness": 0.3,
     "shift_ratio": 1.5,
     "shift_position": 0.15,
+    # A teacher with more than half of the words of its dev probe sentences wrong is not worth
+    # distilling from: its frame posteriors mislead the student about where glosses are more often
+    # than they help. What this separates, measured on the small demo corpus (24 train sentences,
+    # 6 dev): a healthy small teacher trained for the fault catalogue scores 0-17% dev WER; an untrained
+    # one 100% (all blank), a teacher fed another normalization 80-100%. A sound teacher on a hard corpus
+    # (PHOENIX-2014: 20-25% dev WER for strong models) passes with room to spare; the limit is for
+    # broken teachers, not for ranking good ones.
+    "max_teacher_wer": 0.5,
+    # distillation loss at init vs T^2 KL(teacher_T || uniform): the student starts near uniform
+    # (classifier weights std 0.01, zero bias), so the ratio is ~1 (measured 0.98-1.02); the band is
+    # that of loss_at_init. A KL missing its T^2 gives 1/T^2 (0.25 at T = 2), one summed over frames ~T'.
+    "distill_init_ratio": (0.5, 2.0),
     # length distribution: fewer frames than this is suspicious for a sentence
     "min_frames": 4,
     # share of a modality missing above which the check warns

@@ -22,6 +22,11 @@ class TrainConfig:
     # a registered model name, or the user's factory "module.path:attribute" (model/components.py)
     model: str = "i3d_teacher"
     model_overrides: dict = field(default_factory=dict)  # I3DConfig fields, e.g. {"fusion_dim": 256}; a factory's keyword arguments
+    # distillation (model/student.py): a teacher checkpoint train.py wrote (same vocabulary, features,
+    # normalization); loss = CTC + distill_weight * T^2 * KL(teacher_T || student_T) on the frame posteriors
+    teacher: str | None = None
+    distill_weight: float = 1.0
+    distill_temperature: float = 2.0
     # the user's dataset factory "module.path:attribute" (None: the corpus at data_dir, read by
     # MediaPipeFeatureDataset) and what the user's loop does between loader and model
     dataset: str | None = None
@@ -50,6 +55,9 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     cache_mb: int = 2048  # keep model-ready features in memory up to this many MiB a split (num_workers 0 only); 0 disables
+    # train-split augmentation of the raw landmarks (data/augment.py), seeded by `seed`; {} = off.
+    # e.g. {"recipe": "default"} or {"mirror": 0.5, "affine": {"p": 0.8, "rotate_deg": 10}}
+    augment: dict = field(default_factory=dict)
     nonfinite: str = "stop"  # stop or skip a batch with non-finite loss/gradients
     # evaluation
     beam_width: int = 5
@@ -80,6 +88,17 @@ class TrainConfig:
             problems.append(f"cache_mb={self.cache_mb} (must be >= 0; 0 disables the cache)")
         if self.std_floor <= 0:
             problems.append(f"std_floor={self.std_floor} (must be > 0)")
+        # like lr = 0, distill_temperature = 0 is let through to the gate, whose distill_loss check names it
+        if not self.distill_weight >= 0 or not self.distill_temperature >= 0:
+            problems.append(f"distill_weight={self.distill_weight}, distill_temperature={self.distill_temperature} (both must be >= 0)")
+        if self.teacher is not None and not isinstance(self.teacher, str):
+            problems.append(f"teacher={self.teacher!r} (the path of a teacher checkpoint, or None)")
+        try:
+            from data.augment import parse_augment
+
+            parse_augment(self.augment)
+        except ValueError as exc:
+            problems.append(str(exc))
         for key in ("dataset", "batch_transform"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, str) or ":" not in value):

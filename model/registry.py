@@ -1,6 +1,7 @@
 """Model registry: build models by name with config overrides, and rebuild them from checkpoints.
 
     model = create_model("i3d_teacher", vocab_size=100, modalities=("hands",))
+    model = create_model("student", vocab_size=100)                  # model/student.py: StudentConfig fields
     model = model_from_checkpoint_args(ckpt["model"], ckpt["model_args"])  # model_args = asdict(config)
 
 A registered model class has a `config_class` attribute (a dataclass) and takes one instance of it.
@@ -13,6 +14,7 @@ from torch import nn
 
 from model.components import build_external_model, is_component_path
 from model.i3d import I3DTeacher
+from model.student import StudentTCN
 
 _MODELS: dict[str, type] = {}
 
@@ -67,3 +69,4 @@ def model_from_checkpoint_args(name: str, model_args: dict) -> nn.Module:
 
 
 register_model("i3d_teacher")(I3DTeacher)
+register_model("student")(StudentTCN)  # model/student.py: the small, fast student distilled from the teacher

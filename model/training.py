@@ -26,6 +26,7 @@ from model.ctc import ctc_loss_per_sample
 from model.decode import beam_search, greedy_decode
 from model.metrics import word_error_rate
 from model.registry import create_model
+from model.student import Teacher, distillation_loss, load_teacher, teacher_posteriors
 
 
 def resolve_device(name: str) -> torch.device:
@@ -100,6 +101,7 @@ def build_data(cfg: TrainConfig, vocab: Vocabulary | None = None, stats: Feature
                 corpus.dir, split, vocab=vocab, normalization=cfg.normalize, modalities=cfg.modalities,
                 impute_method=cfg.impute, stats=stats, std_floor=cfg.std_floor, clip=cfg.clip, corpus=corpus,
                 cache_bytes=cache_bytes,
+                augment=cfg.augment if split == "train" else None, augment_seed=cfg.seed,
             )
     kind = ""
     if (corpus.dir / "corpus.json").is_file():
@@ -198,11 +200,66 @@ class StepResult:
     skipped: bool
 
 
-def compute_loss(model, batch: Batch, device: torch.device, cfg: TrainConfig):
-    """Forward + CTC: (mean loss, per-sample losses [B], out_lengths)."""
+_TEACHERS: dict = {}  # (resolved path, mtime, size, device) -> Teacher: loaded once a process
+
+
+def teacher_for(cfg: TrainConfig, device: torch.device) -> Teacher | None:
+    """The configured teacher (cfg.teacher), loaded once (weights_only) and frozen; None without one.
+    A rewritten file (other mtime or size) is loaded again."""
+    if cfg.teacher is None:
+        return None
+    path = os.path.abspath(cfg.teacher)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return load_teacher(path, device)  # raises TeacherLoadError naming the file
+    key = (path, st.st_mtime_ns, st.st_size, str(device))
+    if key not in _TEACHERS:
+        _TEACHERS[key] = load_teacher(path, device)
+    return _TEACHERS[key]
+
+
+def clear_teacher_cache() -> None:
+    _TEACHERS.clear()
+
+
+def teacher_vocab_problem(teacher: Teacher, vocab: Vocabulary) -> str:
+    """'' if the teacher's vocabulary is the student's (same glosses, same ids), else what differs."""
+    mine, theirs = vocab.to_list(), list(teacher.vocab)
+    if mine == theirs:
+        return ""
+    if set(mine) == set(theirs):
+        moved = [g for i, g in enumerate(mine) if theirs[i] != g]
+        g = moved[0]
+        return (f"the vocabulary order differs: {len(moved)} of {len(mine)} glosses have other ids, e.g. {g!r} is id "
+                f"{theirs.index(g) + 1} in the teacher and {mine.index(g) + 1} in the student")
+    missing, extra = sorted(set(mine) - set(theirs)), sorted(set(theirs) - set(mine))
+    return (f"the vocabularies differ: teacher {len(theirs)} glosses, student {len(mine)}; "
+            f"not in the teacher {missing[:5]}{' ...' if len(missing) > 5 else ''}, only in the teacher {extra[:5]}{' ...' if len(extra) > 5 else ''}")
+
+
+def loss_terms(model, batch: Batch, device: torch.device, cfg: TrainConfig):
+    """Forward, CTC and (with a teacher) distillation: (ctc [B], distill [B] or None, out_lengths).
+
+    distill = T^2 KL(teacher_T || student_T) per sample over its valid frames (model.student.
+    distillation_loss; the teacher's posteriors aligned onto the student's frames where the
+    strides differ), not yet weighted."""
     with autocast_context(device, cfg):
         log_probs, out_lengths = model(batch.features, batch.lengths)
-    per_sample = ctc_loss_per_sample(log_probs, out_lengths, batch.targets, batch.target_lengths)
+    ctc = ctc_loss_per_sample(log_probs, out_lengths, batch.targets, batch.target_lengths)
+    teacher = teacher_for(cfg, device) if cfg.distill_weight > 0 else None
+    if teacher is None:
+        return ctc, None, out_lengths
+    with autocast_context(device, cfg):
+        teacher_lp, teacher_lengths = teacher_posteriors(teacher.module, batch.features, batch.lengths)
+    distill = distillation_loss(log_probs, out_lengths, teacher_lp, teacher_lengths, cfg.distill_temperature)
+    return ctc, distill, out_lengths
+
+
+def compute_loss(model, batch: Batch, device: torch.device, cfg: TrainConfig):
+    """Forward + CTC (+ distill_weight * distillation with a teacher): (mean loss, per-sample losses [B], out_lengths)."""
+    ctc, distill, out_lengths = loss_terms(model, batch, device, cfg)
+    per_sample = ctc if distill is None else ctc + cfg.distill_weight * distill
     return per_sample.mean(), per_sample, out_lengths
 
 

@@ -85,7 +85,8 @@ def test_healthy_user_setup_passes_or_skips_with_a_reason(corpus, transform):
     assert findings["overfit"].status == PASS and findings["smoke"].status == PASS
     skipped = {name: f.summary for name, f in findings.items() if f.status == SKIP}
     # only the checks that need this project's dataset or the MediaPipe layout, each saying why
-    assert set(skipped) == {"normalization", "modalities"}, skipped
+    # and the distillation checks: no teacher is configured
+    assert set(skipped) == {"normalization", "modalities", "teacher", "teacher_competence", "distill_loss", "teacher_frozen"}, skipped
     assert "the dataset is the user's" in skipped["normalization"]
     assert "do not follow the MediaPipe layout" in skipped["modalities"] and "150 a frame" in skipped["modalities"]
     # data_dir holds a corpus: its raw files are scanned too

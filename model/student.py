@@ -1,0 +1,381 @@
+"""Teacher -> student: a small, fast CTC student and its distillation from the I3D teacher.
+
+The student, `create_model("student", vocab_size=..., modalities=...)`, is a depthwise-separable
+temporal conv net (the model family of on-device keyword spotters and sign recognisers that run
+beside MediaPipe in a phone or a browser):
+
+    x [B, T, F] -> modality fusion (per modality LayerNorm + Linear, concat, Linear)   [B, T, hidden]
+      -> strided depthwise-separable convs (strides (2, 2))                           [B, hidden, T/4]
+      -> residual depthwise-separable blocks, dilations (1, 2, 4, ...)                [B, hidden, T/4]
+      -> Linear classifier, log_softmax                                               [B, T/4, V]
+
+It keeps the model contract of the teacher (model/components.py: CTCModel): log-softmax over
+V = vocab_size with the blank at 0, `output_lengths(lengths)` exact (ceil(L / 2) per strided
+conv), and padding never leaks: padded frames are zeroed after the fusion (every fusion op is per
+frame, so the 6516-wide input is not copied just to mask it; collate pads with zeros) and after
+every conv layer, the convolutions' "same" zero padding then sees the same zeros alone and in a
+padded batch,
+and the norms count valid frames only (model.i3d.MaskedBatchNorm1d: batch statistics of the
+valid frames in training, running statistics in eval). No recurrence: every layer is a
+convolution over time, which is what makes it fast on a CPU.
+
+Distillation (model/training.py compute_loss, when the configuration names a `teacher`):
+
+    loss = CTC + distill_weight * T^2 * KL(teacher_T || student_T)
+
+on the frame posteriors at temperature T (softmax(log_probs / T): the log-probs differ from
+the logits by a per-frame constant, so tempering them is tempering the logits), averaged over
+each sample's valid student frames, then over the batch like the CTC term. The teacher is
+frozen: eval mode (no dropout, running batch-norm statistics), no gradient, its parameters out
+of the optimizer. Where the output frame rates differ (a student with strides (2, 2, 2) against
+the teacher's 4), `align_posteriors` resamples the teacher's tempered posteriors onto the
+student's valid frames by linear interpolation (align_corners=False) over each sample's valid
+frames only: for an integer factor 2 that is the average of each pair of teacher frames (average
+pooling); upwards it interpolates between neighbouring frames. Each aligned frame is a convex
+combination of teacher distributions, so it is a distribution again. With equal strides (the
+default: both 4) the alignment is the identity.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from data.layout import MODALITIES, input_dim, modality_widths, parse_modalities
+from model.i3d import NORM_LAYERS, conv_output_lengths, length_mask
+
+
+@dataclass
+class StudentConfig:
+    """Constructor arguments of StudentTCN; dataclasses.asdict() of it is a checkpoint's model_args."""
+
+    vocab_size: int = 1296  # 1295 PHOENIX-2014 glosses + CTC blank (id 0), as I3DConfig
+    modalities: tuple = MODALITIES
+    modality_dim: int = 32  # per-modality projection width (the teacher's is 128)
+    hidden: int = 192  # channels of every conv layer
+    strides: tuple = (2, 2)  # the strided depthwise-separable convs; total stride = product (the teacher's is 4)
+    dilations: tuple = (1, 2, 4, 1, 2, 4)  # one residual block per entry, at the output frame rate
+    kernel_size: int = 5  # depthwise kernel (odd: "same" length arithmetic)
+    dropout: float = 0.1
+    norm: str = "batch"  # conv normalisation over valid frames, as I3DConfig.norm
+
+    def __post_init__(self):
+        self.modalities = parse_modalities(self.modalities)
+        self.strides = tuple(int(s) for s in self.strides)
+        self.dilations = tuple(int(d) for d in self.dilations)
+        problems = []
+        if self.vocab_size < 2:
+            problems.append(f"vocab_size={self.vocab_size} (needs the blank plus at least one gloss)")
+        for name in ("modality_dim", "hidden"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}={getattr(self, name)} (must be >= 1)")
+        if not self.strides or any(s < 1 for s in self.strides):
+            problems.append(f"strides={self.strides} (one or more strides >= 1)")
+        if any(d < 1 for d in self.dilations):
+            problems.append(f"dilations={self.dilations} (each >= 1)")
+        if self.kernel_size < 1 or self.kernel_size % 2 != 1:
+            problems.append(f"kernel_size={self.kernel_size} (odd, >= 1: 'same' padding)")
+        if self.norm not in NORM_LAYERS:
+            problems.append(f"norm={self.norm!r} (one of {sorted(NORM_LAYERS)})")
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"dropout={self.dropout} (must be in [0, 1))")
+        if problems:
+            raise ValueError("invalid StudentConfig: " + "; ".join(problems))
+
+    @property
+    def temporal_stride(self) -> int:
+        return math.prod(self.strides)
+
+
+class StudentFusion(nn.Module):
+    """Per modality a Linear to modality_dim then a LayerNorm over those few channels, concatenated
+    and mixed to `out_dim`: forward(x [B, T, F]) -> [B, T, out_dim], every op per frame.
+
+    The teacher's ModalityFusion normalises each modality's raw columns before projecting them;
+    here the LayerNorm comes after the projection (modality_dim wide, not up to 4887), which keeps
+    every modality on the same scale (the face block, 86% of the raw values, cannot swamp the
+    hands) for a fraction of the cost. Parameters are named fusion.proj.<modality>, as the
+    teacher's, which the harness's gradient and modality checks read.
+    """
+
+    def __init__(self, modalities, modality_dim: int, out_dim: int, dropout: float):
+        super().__init__()
+        widths = modality_widths(modalities)
+        self.slices, start = {}, 0
+        for name, width in widths.items():  # layout order: the dataset slices columns the same way
+            self.slices[name] = slice(start, start + width)
+            start += width
+        self.proj = nn.ModuleDict({name: nn.Sequential(nn.Linear(width, modality_dim), nn.LayerNorm(modality_dim)) for name, width in widths.items()})
+        self.mix = nn.Sequential(nn.GELU(), nn.Linear(len(widths) * modality_dim, out_dim), nn.LayerNorm(out_dim), nn.GELU(), nn.Dropout(dropout))
+
+    def forward(self, x):
+        parts = [self.proj[name](x[..., sl]) for name, sl in self.slices.items()]  # each (B, T, modality_dim)
+        return self.mix(torch.cat(parts, dim=-1))
+
+
+class DepthwiseSeparableConv1d(nn.Module):
+    """Depthwise conv over time (one filter a channel, "same" padding, optional stride/dilation)
+    -> norm over valid frames -> GELU -> pointwise 1x1 conv -> norm -> zero padded frames.
+
+    forward(x [B, C_in, T], lengths [B]) -> (y [B, C_out, T'], out_lengths [B]); T' = ceil(T / stride).
+    x must be 0 on padded frames (every layer here leaves them so). Only the output is masked:
+    the pointwise conv is per frame and the norms count valid frames only, so what the padded
+    frames hold in between never reaches a valid one.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, dilation: int = 1, norm: str = "batch"):
+        super().__init__()
+        self.kernel_size, self.stride, self.dilation = kernel_size, stride, dilation
+        self.padding = dilation * (kernel_size // 2)
+        self.depthwise = nn.Conv1d(in_channels, in_channels, kernel_size, stride, self.padding, dilation=dilation, groups=in_channels, bias=False)
+        self.norm1 = NORM_LAYERS[norm](in_channels)
+        self.pointwise = nn.Conv1d(in_channels, out_channels, 1, bias=False)
+        self.norm2 = NORM_LAYERS[norm](out_channels)
+        self.act = nn.GELU()
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        # floor((L + 2p - d (k - 1) - 1) / s) + 1 with p = d (k // 2): ceil(L / s)
+        return conv_output_lengths(lengths, self.dilation * (self.kernel_size - 1) + 1, self.stride, self.padding)
+
+    def forward(self, x, lengths):
+        y = self.depthwise(x)
+        out_lengths = self.output_lengths(lengths)
+        mask = length_mask(out_lengths, y.shape[-1])
+        y = self.norm2(self.pointwise(self.act(self.norm1(y, mask))), mask)
+        return y.masked_fill(~mask, 0.0), out_lengths
+
+
+class ResidualDSBlock(nn.Module):
+    """GELU(x + dropout(DSConv(x))) at stride 1; padded frames stay 0 (both terms are 0 there, GELU(0) = 0)."""
+
+    def __init__(self, channels: int, kernel_size: int, dilation: int, dropout: float, norm: str):
+        super().__init__()
+        self.conv = DepthwiseSeparableConv1d(channels, channels, kernel_size, 1, dilation, norm)
+        self.dropout = nn.Dropout(dropout)
+        self.act = nn.GELU()
+
+    def output_lengths(self, lengths):
+        return lengths
+
+    def forward(self, x, lengths):
+        y, _ = self.conv(x, lengths)
+        return self.act(x + self.dropout(y)), lengths
+
+
+class StudentTCN(nn.Module):
+    """forward(x [B, T, F] float, lengths [B] long) -> (log_probs [B, T', V] float, out_lengths [B] long).
+
+    F = data.layout.input_dim(config.modalities); T' = output_lengths(T) = ceil(T / 2) per stride 2.
+    log_probs are a log_softmax over V = config.vocab_size (blank = 0). Frames of a sample at or
+    beyond its out_length are padding.
+    """
+
+    config_class = StudentConfig
+
+    def __init__(self, config: StudentConfig | None = None):
+        super().__init__()
+        self.config = config = config or StudentConfig()
+        self.input_dim = input_dim(config.modalities)
+        self.fusion = StudentFusion(config.modalities, config.modality_dim, config.hidden, config.dropout)
+        self.downsample = nn.ModuleList(
+            DepthwiseSeparableConv1d(config.hidden, config.hidden, config.kernel_size, s, 1, config.norm) for s in config.strides
+        )
+        self.blocks = nn.ModuleList(ResidualDSBlock(config.hidden, config.kernel_size, d, config.dropout, config.norm) for d in config.dilations)
+        self.head_dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.hidden, config.vocab_size)
+        # near-uniform predictions at init, as the teacher (the harness's loss_at_init checks it)
+        nn.init.normal_(self.classifier.weight, std=0.01)
+        nn.init.zeros_(self.classifier.bias)
+
+    @property
+    def temporal_stride(self) -> int:
+        return self.config.temporal_stride
+
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Exact frame count after the strided convs: [B] long -> [B] long."""
+        lengths = torch.as_tensor(lengths, dtype=torch.long)
+        for layer in self.downsample:
+            lengths = layer.output_lengths(lengths)
+        return lengths
+
+    def _check_inputs(self, x, lengths):
+        if not torch.is_tensor(x) or x.ndim != 3 or not x.is_floating_point():
+            got = f"{tuple(x.shape)} {x.dtype}" if torch.is_tensor(x) else type(x).__name__
+            raise ValueError(f"StudentTCN expects features [B, T, F] floating point, got {got}")
+        if x.shape[-1] != self.input_dim:
+            raise ValueError(
+                f"StudentTCN built for modalities {self.config.modalities} expects F={self.input_dim} features per frame, "
+                f"got {x.shape[-1]}; select the same modalities in the dataset and the model"
+            )
+        if not torch.is_tensor(lengths) or lengths.shape != (x.shape[0],) or lengths.is_floating_point():
+            got = f"{tuple(lengths.shape)} {lengths.dtype}" if torch.is_tensor(lengths) else type(lengths).__name__
+            raise ValueError(f"lengths must be an integer tensor [B] with B={x.shape[0]}, got {got}")
+        if x.shape[0] and (int(lengths.min()) < 1 or int(lengths.max()) > x.shape[1]):
+            raise ValueError(f"lengths must lie in 1..T={x.shape[1]}, got min {int(lengths.min())} max {int(lengths.max())}")
+
+    def forward_features(self, x, lengths):
+        """(x [B, T, F], lengths [B]) -> (feats [B, T', hidden], out_lengths [B]); padded frames are 0."""
+        self._check_inputs(x, lengths)
+        lengths = lengths.long()
+        # every fusion op is per frame, so masking its output is enough: padded frames contribute
+        # nothing and their input receives exactly zero gradient (no copy of the wide input)
+        h = self.fusion(x)  # (B, T, hidden)
+        h = h.masked_fill(~length_mask(lengths, h.shape[1]).transpose(1, 2), 0.0).transpose(1, 2)  # (B, hidden, T)
+        for layer in self.downsample:
+            h, lengths = layer(h, lengths)
+        for block in self.blocks:
+            h, lengths = block(h, lengths)
+        return h.transpose(1, 2), lengths  # (B, T', hidden)
+
+    def forward_head(self, feats):
+        return self.classifier(self.head_dropout(feats))
+
+    def forward(self, x, lengths):
+        feats, out_lengths = self.forward_features(x, lengths)
+        return F.log_softmax(self.forward_head(feats), dim=-1), out_lengths
+
+
+# ----------------------------------------------------------------------------- distillation loss
+
+
+def tempered(log_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log softmax(log_probs / T) over the vocabulary, in float32."""
+    return F.log_softmax(log_probs.float() / temperature, dim=-1)
+
+
+def align_posteriors(probs: torch.Tensor, lengths: torch.Tensor, target_lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """Resample per-frame distributions onto another frame rate, per sample over valid frames.
+
+    probs [B, T_src, V] (rows are distributions on the first lengths[b] frames), lengths [B],
+    target_lengths [B] -> [B, steps, V]: sample b's first lengths[b] frames linearly interpolated
+    (align_corners=False) onto target_lengths[b] frames; frames beyond are 0. Where the lengths
+    already agree the frames are copied unchanged. For a factor of exactly 2 down this is the
+    average of each pair of frames; every output frame is a convex combination of input frames.
+    """
+    batch, _, vocab = probs.shape
+    out = probs.new_zeros(batch, steps, vocab)
+    src, dst = lengths.tolist(), target_lengths.tolist()
+    if src == dst:
+        n = min(steps, probs.shape[1])
+        out[:, :n] = probs[:, :n]
+        return out * length_mask(target_lengths.to(probs.device), steps).transpose(1, 2)
+    for b, (ls, lt) in enumerate(zip(src, dst)):
+        if lt < 1 or ls < 1:
+            continue
+        seq = probs[b, :ls].transpose(0, 1)[None]  # (1, V, ls)
+        out[b, :lt] = seq[0].transpose(0, 1) if ls == lt else F.interpolate(seq, size=lt, mode="linear", align_corners=False)[0].transpose(0, 1)
+    return out
+
+
+def distillation_loss(student_log_probs, student_lengths, teacher_log_probs, teacher_lengths, temperature: float) -> torch.Tensor:
+    """[B] float32: T^2 * KL(teacher_T || student_T) averaged over each sample's valid student frames.
+
+    teacher_log_probs [B, T_t, V] (no gradient needed), student_log_probs [B, T_s, V]; the
+    teacher's tempered posteriors are aligned onto the student's frames (align_posteriors) when
+    the frame counts differ. T = 0 divides by zero (NaN): the harness's distill_loss check names it.
+    """
+    if teacher_log_probs.shape[-1] != student_log_probs.shape[-1]:
+        raise ValueError(
+            f"teacher has V={teacher_log_probs.shape[-1]} classes, the student V={student_log_probs.shape[-1]}: "
+            "distillation needs the same vocabulary (ids and glosses)"
+        )
+    with torch.autocast(device_type=student_log_probs.device.type, enabled=False):
+        s_lengths = student_lengths.to(student_log_probs.device).long()
+        steps = student_log_probs.shape[1]
+        log_q = tempered(student_log_probs, temperature)  # (B, T_s, V)
+        p = tempered(teacher_log_probs.detach(), temperature).exp()
+        p = align_posteriors(p, teacher_lengths.to(p.device).long(), s_lengths, steps)
+        kl = (torch.xlogy(p, p) - p * log_q).sum(-1)  # (B, T_s): KL per frame (0 on padded frames, where p = 0)
+        valid = length_mask(s_lengths, steps)[:, 0].float()
+        per_frame = (kl * valid).sum(1) / valid.sum(1).clamp(min=1.0)
+        return per_frame * float(temperature) ** 2
+
+
+def uniform_student_kl(teacher_log_probs, teacher_lengths, temperature: float) -> torch.Tensor:
+    """[B]: T^2 * KL(teacher_T || uniform) averaged over the teacher's valid frames = T^2 (log V - H).
+
+    What the distillation loss of a freshly initialised (near-uniform) student should be close to."""
+    p_log = tempered(teacher_log_probs, temperature)
+    entropy = -(p_log.exp() * p_log).sum(-1)  # (B, T)
+    valid = length_mask(teacher_lengths.to(p_log.device).long(), p_log.shape[1])[:, 0].float()
+    kl = (math.log(p_log.shape[-1]) - entropy) * valid
+    return kl.sum(1) / valid.sum(1).clamp(min=1.0) * float(temperature) ** 2
+
+
+# ----------------------------------------------------------------------------- the teacher
+
+
+def file_digest(path) -> str:
+    """sha256 of a file (a teacher checkpoint), hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class Teacher:
+    """A teacher checkpoint, loaded: the frozen module and what it was trained on."""
+
+    module: nn.Module
+    path: str  # resolved path of the checkpoint file
+    sha256: str
+    model_name: str
+    model_args: dict
+    vocab: list  # glosses in id order (id 1 first; 0 is the blank)
+    config: dict  # the TrainConfig it was trained with (cfg.to_dict()), {} if the file holds none
+    norm_stats: dict | None
+
+    def record(self) -> dict:
+        """What a student's checkpoint records of the teacher it learned from."""
+        return {"path": self.path, "sha256": self.sha256, "model_name": self.model_name, "vocab": list(self.vocab)}
+
+
+class TeacherLoadError(ValueError):
+    """The teacher checkpoint cannot be loaded as a teacher (missing file, not weights-only, no model)."""
+
+
+def load_teacher(path, device="cpu") -> Teacher:
+    """Load a checkpoint train.py wrote (weights_only=True) as a frozen teacher on `device`."""
+    from model.registry import model_from_checkpoint_args
+
+    p = Path(path)
+    if not p.is_file():
+        raise TeacherLoadError(f"teacher checkpoint {path} not found")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling error: name it
+        raise TeacherLoadError(f"teacher checkpoint {path} does not load with torch.load(weights_only=True): {type(exc).__name__}: {exc}") from None
+    missing = [k for k in ("model_name", "model_args", "model", "vocab") if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise TeacherLoadError(f"teacher checkpoint {path} lacks {missing}: expected a checkpoint written by train.py (last.pt / best.pt)")
+    try:
+        module = model_from_checkpoint_args(ckpt["model_name"], dict(ckpt["model_args"]))
+        module.load_state_dict(ckpt["model"])
+    except Exception as exc:  # noqa: BLE001
+        raise TeacherLoadError(f"teacher checkpoint {path}: model {ckpt['model_name']!r} does not rebuild from its model_args: {type(exc).__name__}: {exc}") from None
+    module = freeze_teacher(module.to(device))
+    return Teacher(module, str(p.resolve()), file_digest(p), str(ckpt["model_name"]), dict(ckpt["model_args"]), list(ckpt["vocab"]),
+                   dict(ckpt.get("config") or {}), ckpt.get("norm_stats"))
+
+
+def freeze_teacher(module: nn.Module) -> nn.Module:
+    """Eval mode (no dropout, running batch-norm statistics) and no gradient for any parameter.
+    Applied every time the teacher is used, so nothing that toggles modes in between unfreezes it."""
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def teacher_posteriors(module: nn.Module, features: torch.Tensor, lengths: torch.Tensor):
+    """The frozen teacher's (log_probs [B, T_t, V], out_lengths [B]) for a model input, without grad."""
+    module = freeze_teacher(module)
+    with torch.no_grad():
+        return module(features, lengths)
