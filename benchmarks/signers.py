@@ -53,11 +53,17 @@ def load_results(work: Path) -> dict:
 
 
 def save_result(work: Path, key: str, value: dict) -> None:
+    """Add one result; several benchmark processes may share WORK (an exclusive lock around
+    read-modify-write keeps every process's results)."""
+    import fcntl
+
     from data.corpus import atomic_write_text
 
-    results = load_results(work)
-    results[key] = value
-    atomic_write_text(work / "results.json", json.dumps(results, indent=1, sort_keys=True) + "\n")
+    with open(work / "results.json.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = load_results(work)
+        results[key] = value
+        atomic_write_text(work / "results.json", json.dumps(results, indent=1, sort_keys=True) + "\n")
 
 
 def log(msg: str) -> None:
