@@ -2,9 +2,12 @@
 
     model = create_model("i3d_teacher", vocab_size=100, modalities=("hands",))
     model = create_model("student", vocab_size=100)                  # model/student.py: StudentConfig fields
+    model = create_model("i3d_small", vocab_size=100)                # a named variant: the teacher at small widths
     model = model_from_checkpoint_args(ckpt["model"], ckpt["model_args"])  # model_args = asdict(config)
 
 A registered model class has a `config_class` attribute (a dataclass) and takes one instance of it.
+A variant is a registered name for a class with some config defaults changed (timm style); its
+checkpoints record the variant's name and the full config, so they rebuild the same model.
 """
 from __future__ import annotations
 
@@ -17,17 +20,20 @@ from model.i3d import I3DTeacher
 from model.student import StudentTCN
 
 _MODELS: dict[str, type] = {}
+_DEFAULTS: dict[str, dict] = {}  # name -> config fields that differ from the class's config defaults
 
 
-def register_model(name: str):
-    """Class decorator: make `name` buildable by create_model. The class needs a `config_class`."""
+def register_model(name: str, **defaults):
+    """Class decorator: make `name` buildable by create_model. The class needs a `config_class`;
+    `defaults` are config fields the name builds with unless overridden (a variant)."""
 
     def decorator(cls):
-        if name in _MODELS and _MODELS[name] is not cls:
+        if name in _MODELS and (_MODELS[name] is not cls or _DEFAULTS[name] != defaults):
             raise ValueError(f"model name {name!r} is already registered to {_MODELS[name].__qualname__}")
         if not dataclasses.is_dataclass(getattr(cls, "config_class", None)):
             raise TypeError(f"{cls.__qualname__} needs a dataclass `config_class` attribute to be registered")
         _MODELS[name] = cls
+        _DEFAULTS[name] = dict(defaults)
         return cls
 
     return decorator
@@ -50,7 +56,7 @@ def build_config(name: str, **overrides):
     unknown = sorted(set(overrides) - set(valid))
     if unknown:
         raise TypeError(f"{name}: unknown configuration field(s) {unknown}; valid {config_class.__name__} fields: {valid}")
-    return config_class(**overrides)
+    return config_class(**{**_DEFAULTS[name], **overrides})
 
 
 def create_model(name: str = "i3d_teacher", **overrides) -> nn.Module:
@@ -69,4 +75,8 @@ def model_from_checkpoint_args(name: str, model_args: dict) -> nn.Module:
 
 
 register_model("i3d_teacher")(I3DTeacher)
+# the teacher at small widths: the fault catalogue, the benchmark's quick runs, multi-process tests
+register_model("i3d_small", modality_dim=32, fusion_dim=64, conv_dim=64, lstm_hidden=32, stage_blocks=(1, 1))(I3DTeacher)
+# smaller still: unit tests that train end to end
+register_model("i3d_tiny", modality_dim=16, fusion_dim=32, conv_dim=32, lstm_hidden=16, stage_blocks=(1, 1))(I3DTeacher)
 register_model("student")(StudentTCN)  # model/student.py: the small, fast student distilled from the teacher
