@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from data.layout import MODALITIES, input_dim, modality_widths, parse_modalities
+from model.masking import pad_mask
 
 # Total temporal downsampling: stem conv (stride 2) x first block of inception stage 2 (stride 2).
 # output_lengths(L) == ceil(ceil(L / 2) / 2) == ceil(L / 4).
@@ -73,11 +74,6 @@ class I3DConfig:
 def conv_output_lengths(lengths: torch.Tensor, kernel: int, stride: int, padding: int) -> torch.Tensor:
     """floor((L + 2p - k) / s) + 1, elementwise on a LongTensor of lengths."""
     return torch.div(lengths + 2 * padding - kernel, stride, rounding_mode="floor") + 1
-
-
-def length_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
-    """[B] lengths -> [B, 1, steps] bool, True on valid frames (channels-first layout)."""
-    return (torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None])[:, None, :]
 
 
 def masked_moments(x, mask, dims):
@@ -168,7 +164,7 @@ class ConvNormAct1d(nn.Module):
     def forward(self, x, lengths):
         y = self.conv(x)  # (B, C_out, T')
         out_lengths = self.output_lengths(lengths)
-        mask = length_mask(out_lengths, y.shape[-1])
+        mask = pad_mask(out_lengths, y.shape[-1])[:, None, :]  # (B, 1, T')
         y = self.act(self.norm(y, mask))
         return y.masked_fill(~mask, 0.0), out_lengths
 
@@ -176,11 +172,11 @@ class ConvNormAct1d(nn.Module):
 def masked_max_pool1d(x, lengths, kernel_size: int = 3, stride: int = 1):
     """Max pool over time that never sees padded frames: [B, C, T] -> ([B, C, T'], out_lengths)."""
     padding = kernel_size // 2
-    x = x.masked_fill(~length_mask(lengths, x.shape[-1]), float("-inf"))
+    x = x.masked_fill(~pad_mask(lengths, x.shape[-1])[:, None, :], float("-inf"))
     y = F.max_pool1d(x, kernel_size, stride, padding)
     out_lengths = conv_output_lengths(lengths, kernel_size, stride, padding)
     # every valid output window is centred on a valid frame, so only padded outputs are -inf
-    return y.masked_fill(~length_mask(out_lengths, y.shape[-1]), 0.0), out_lengths
+    return y.masked_fill(~pad_mask(out_lengths, y.shape[-1])[:, None, :], 0.0), out_lengths
 
 
 class InceptionBlock1d(nn.Module):
@@ -306,9 +302,9 @@ class I3DTeacher(nn.Module):
         self._check_inputs(x, lengths)
         lengths = lengths.long()
         # masking at entry: padded frames contribute nothing and receive exactly zero gradient
-        x = x.masked_fill(~length_mask(lengths, x.shape[1]).transpose(1, 2), 0.0)
+        x = x.masked_fill(~pad_mask(lengths, x.shape[1])[:, :, None], 0.0)
         h = self.fusion(x)  # (B, T, fusion_dim)
-        h = h.masked_fill(~length_mask(lengths, h.shape[1]).transpose(1, 2), 0.0).transpose(1, 2)  # (B, fusion_dim, T)
+        h = h.masked_fill(~pad_mask(lengths, h.shape[1])[:, :, None], 0.0).transpose(1, 2)  # (B, fusion_dim, T)
         h, lengths = self.stem(h, lengths)  # (B, conv_dim, T/2)
         for block in self.blocks:
             h, lengths = block(h, lengths)  # (B, conv_dim, T/4) after the strided block

@@ -47,7 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from data.layout import MODALITIES, input_dim, modality_widths, parse_modalities
-from model.i3d import NORM_LAYERS, conv_output_lengths, length_mask
+from model.i3d import NORM_LAYERS, conv_output_lengths
+from model.masking import pad_mask
 
 
 @dataclass
@@ -145,7 +146,7 @@ class DepthwiseSeparableConv1d(nn.Module):
     def forward(self, x, lengths):
         y = self.depthwise(x)
         out_lengths = self.output_lengths(lengths)
-        mask = length_mask(out_lengths, y.shape[-1])
+        mask = pad_mask(out_lengths, y.shape[-1])[:, None, :]  # (B, 1, T')
         y = self.norm2(self.pointwise(self.act(self.norm1(y, mask))), mask)
         return y.masked_fill(~mask, 0.0), out_lengths
 
@@ -225,7 +226,7 @@ class StudentTCN(nn.Module):
         # every fusion op is per frame, so masking its output is enough: padded frames contribute
         # nothing and their input receives exactly zero gradient (no copy of the wide input)
         h = self.fusion(x)  # (B, T, hidden)
-        h = h.masked_fill(~length_mask(lengths, h.shape[1]).transpose(1, 2), 0.0).transpose(1, 2)  # (B, hidden, T)
+        h = h.masked_fill(~pad_mask(lengths, h.shape[1])[:, :, None], 0.0).transpose(1, 2)  # (B, hidden, T)
         for layer in self.downsample:
             h, lengths = layer(h, lengths)
         for block in self.blocks:
@@ -263,7 +264,7 @@ def align_posteriors(probs: torch.Tensor, lengths: torch.Tensor, target_lengths:
     if src == dst:
         n = min(steps, probs.shape[1])
         out[:, :n] = probs[:, :n]
-        return out * length_mask(target_lengths.to(probs.device), steps).transpose(1, 2)
+        return out * pad_mask(target_lengths.to(probs.device), steps)[:, :, None]
     for b, (ls, lt) in enumerate(zip(src, dst)):
         if lt < 1 or ls < 1:
             continue
@@ -291,7 +292,7 @@ def distillation_loss(student_log_probs, student_lengths, teacher_log_probs, tea
         p = tempered(teacher_log_probs.detach(), temperature).exp()
         p = align_posteriors(p, teacher_lengths.to(p.device).long(), s_lengths, steps)
         kl = (torch.xlogy(p, p) - p * log_q).sum(-1)  # (B, T_s): KL per frame (0 on padded frames, where p = 0)
-        valid = length_mask(s_lengths, steps)[:, 0].float()
+        valid = pad_mask(s_lengths, steps).float()
         per_frame = (kl * valid).sum(1) / valid.sum(1).clamp(min=1.0)
         return per_frame * float(temperature) ** 2
 
@@ -302,7 +303,7 @@ def uniform_student_kl(teacher_log_probs, teacher_lengths, temperature: float) -
     What the distillation loss of a freshly initialised (near-uniform) student should be close to."""
     p_log = tempered(teacher_log_probs, temperature)
     entropy = -(p_log.exp() * p_log).sum(-1)  # (B, T)
-    valid = length_mask(teacher_lengths.to(p_log.device).long(), p_log.shape[1])[:, 0].float()
+    valid = pad_mask(teacher_lengths.to(p_log.device).long(), p_log.shape[1]).float()
     kl = (math.log(p_log.shape[-1]) - entropy) * valid
     return kl.sum(1) / valid.sum(1).clamp(min=1.0) * float(temperature) ** 2
 

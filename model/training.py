@@ -24,6 +24,7 @@ from model.components import ExternalDataset, apply_transform, build_external_mo
 from model.config import TrainConfig
 from model.ctc import ctc_loss_per_sample
 from model.decode import beam_search, greedy_decode
+from model.masking import pad_mask
 from model.metrics import word_error_rate
 from model.registry import create_model
 from model.student import Teacher, distillation_loss, load_teacher, teacher_posteriors
@@ -316,7 +317,7 @@ def evaluate(model, loader, vocab: Vocabulary, device: torch.device, cfg: TrainC
             log_probs, out_lengths = model(batch.features, batch.lengths)
         log_probs = log_probs.float().cpu()
         out_lengths = out_lengths.cpu()
-        valid = torch.arange(log_probs.shape[1])[None] < out_lengths[:, None]
+        valid = pad_mask(out_lengths, log_probs.shape[1])
         blank_frames += int((log_probs.argmax(-1) == vocab.blank_id)[valid].sum())
         out_frames += int(valid.sum())
         decoded = decode(log_probs, out_lengths, beam_width)
