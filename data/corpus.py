@@ -28,6 +28,8 @@ REQUIRED_COLUMNS = ("id", "split", "glosses", "path")
 OPTIONAL_COLUMNS = ("signer", "fps")
 SPLITS = ("train", "dev", "test")
 MANIFEST = "manifest.csv"
+CORPUS_INFO = "corpus.json"  # what an importer or builder made the corpus from (dataset name, parameters, import summary)
+FEATURES_DIR = "features"  # where importers and generators put the feature files
 FEATURE_WIDTHS = (RAW_DIM, FEATURE_DIM)
 FEATURE_DTYPES = (np.dtype("float32"), np.dtype("float16"))
 
@@ -192,6 +194,11 @@ def manifest_problems(corpus_dir, records: list[SampleRecord]) -> list[str]:
         elif not path_inside(corpus_dir, rec.path):
             problems.append(f"{where}: path {rec.path!r} leaves the corpus directory; paths are relative to it")
     return problems
+
+
+def feature_path(sample_id: str) -> str:
+    """The manifest path of a sample's feature file as importers and generators write it: features/<id>.npy."""
+    return f"{FEATURES_DIR}/{sample_id}.npy"
 
 
 def path_inside(corpus_dir, rel: str) -> bool:

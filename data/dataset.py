@@ -2,7 +2,7 @@
 
 `MediaPipeFeatureDataset` is the single owner of normalization: each sample comes out
 normalized exactly once, and every `Batch` carries the name of the normalization applied, so
-anything downstream can tell (and `assert_not_normalized` refuses) a second application.
+anything downstream can tell a second application.
 """
 from __future__ import annotations
 
@@ -141,15 +141,6 @@ def collate(samples: list[Sample]) -> Batch:
         glosses=[s.glosses for s in samples],
         normalization=norms.pop(),
     )
-
-
-def assert_not_normalized(batch: Batch) -> None:
-    """Guard for code that would normalize a batch: refuses one the dataset already normalized."""
-    if batch.normalization != "none":
-        raise DoubleNormalizationError(
-            f"batch {batch.ids[:4]} was already normalized by the dataset ({batch.normalization!r}); "
-            "normalize in one place only (the dataset's `normalization` setting)"
-        )
 
 
 def model_features(raw_or_full: np.ndarray, impute_method: str = "ffill") -> tuple[np.ndarray, np.ndarray]:

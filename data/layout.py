@@ -104,6 +104,7 @@ class FeatureLayout:
 
 
 LAYOUT = FeatureLayout()
+LANDMARK_BLOCKS = tuple(name for name, _, _ in LAYOUT.landmark_blocks)  # ('pose', 'left_hand', 'right_hand', 'face')
 # Modalities the model fuses, in input order. "temporal" is the derived block over all landmarks.
 MODALITIES = ("pose", "hands", "face", "temporal")
 

@@ -13,10 +13,10 @@ import numpy as np
 
 from data.corpus import Corpus, CorpusError, SampleRecord, load_features
 from data.dataset import model_features
-from data.layout import COORDS, FEATURE_DIM, LAYOUT, RAW_DIM
+from data.layout import COORDS, FEATURE_DIM, LANDMARK_BLOCKS, LAYOUT, RAW_DIM
 from data.normalize import RunningStats
 
-BLOCKS = ("pose", "left_hand", "right_hand", "face")
+BLOCKS = LANDMARK_BLOCKS
 
 
 @dataclass

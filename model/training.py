@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from data.corpus import Corpus
+from data.corpus import CORPUS_INFO, Corpus
 from data.dataset import Batch, MediaPipeFeatureDataset, Vocabulary, collate, compute_train_stats
 from data.normalize import FeatureStats
 from model.components import ExternalDataset, apply_transform, build_external_model, is_component_path, load_batch_transform, load_external_splits, parse_item
@@ -105,8 +105,8 @@ def build_data(cfg: TrainConfig, vocab: Vocabulary | None = None, stats: Feature
                 augment=cfg.augment if split == "train" else None, augment_seed=cfg.seed,
             )
     kind = ""
-    if (corpus.dir / "corpus.json").is_file():
-        kind = str(json.loads((corpus.dir / "corpus.json").read_text(encoding="utf-8")).get("dataset", ""))
+    if (corpus.dir / CORPUS_INFO).is_file():
+        kind = str(json.loads((corpus.dir / CORPUS_INFO).read_text(encoding="utf-8")).get("dataset", ""))
     return DataBundle(corpus, vocab, stats, splits, kind)
 
 

@@ -22,7 +22,6 @@ from data.convert import (
     export_pose,
     gloss_statistics,
     kaggle_to_corpus,
-    main,
     phoenix_split_dir,
     phoenix_to_corpus,
     pose_files_to_corpus,
@@ -31,6 +30,7 @@ from data.convert import (
     read_phoenix_corpus,
     signer_splits,
 )
+from data.convert.__main__ import main
 from data.corpus import SPLITS, Corpus, SampleRecord, load_features, read_manifest, write_manifest
 from data.layout import LAYOUT, RAW_DIM
 

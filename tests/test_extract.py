@@ -1,4 +1,4 @@
-"""Tests of data/extract.py: discovery, labels, sharding, merging, resumability, and real MediaPipe runs.
+"""Tests of data/extract/: discovery, labels, sharding, merging, resumability, and real MediaPipe runs.
 
 MediaPipe runs are few (each ~1 s): one module-scoped extraction of sample_video.mp4 is reused.
 """
@@ -16,8 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data import extract
-from data.corpus import CorpusError, SampleRecord, atomic_save_npy, read_manifest, write_manifest
+from data.corpus import CorpusError, SampleRecord, atomic_save_npy, feature_path, read_manifest, write_manifest
 from data.extract import (
     ExtractError,
     ExtractJob,
@@ -25,13 +24,14 @@ from data.extract import (
     extract_sample,
     extract_to_corpus,
     landmarks_to_row,
-    main,
     merge_corpora,
     natural_key,
     read_frames,
     read_labels,
     shard,
 )
+from data.extract import pool
+from data.extract.__main__ import main
 from data.layout import COORDS, LAYOUT, N_FACE, N_HAND, N_POSE, RAW_DIM
 from tests.corpus_factory import random_raw
 
@@ -335,7 +335,7 @@ def test_cli_usage_errors(tmp_path):
 
 def test_manifest_is_written_as_samples_finish_and_on_interrupt(tmp_path, monkeypatch):
     """Rows reach the manifest while the run goes on, and an interrupted run keeps what it finished."""
-    monkeypatch.setattr(extract, "FLUSH_EVERY", 1)
+    monkeypatch.setattr(pool, "FLUSH_EVERY", 1)
     seen_in_manifest = []
 
     def fake_extract(job, out_dir, model_complexity):
@@ -343,10 +343,10 @@ def test_manifest_is_written_as_samples_finish_and_on_interrupt(tmp_path, monkey
             raise KeyboardInterrupt
         manifest = out_dir / "manifest.csv"
         seen_in_manifest.append(sorted(r.id for r in read_manifest(out_dir, validate=False)) if manifest.exists() else [])
-        atomic_save_npy(out_dir / extract.feature_path(job.id), np.zeros((2, RAW_DIM), np.float32))
-        return job.id, extract._record(job, None), None
+        atomic_save_npy(out_dir / feature_path(job.id), np.zeros((2, RAW_DIM), np.float32))
+        return job.id, pool._record(job, None), None
 
-    monkeypatch.setattr(extract, "_extract_job", fake_extract)
+    monkeypatch.setattr(pool, "_extract_job", fake_extract)
     jobs = [ExtractJob(f"s{i}", tmp_path / f"s{i}.mp4", glosses=("G",)) for i in range(1, 5)]
     for job in jobs:  # equal sizes keep the submission order
         _touch(job.source)
@@ -367,14 +367,14 @@ def _crash_on_bad(job, out_dir, model_complexity):
     if job.id == "bad":
         os._exit(3)
     time.sleep(0.1)
-    return job.id, extract._record(job, None), None
+    return job.id, pool._record(job, None), None
 
 
 def test_a_crashing_sample_fails_alone_and_the_others_finish(tmp_path):
     ids = ["a", "b", "bad", "c", "d"]
     jobs = [ExtractJob(sid, tmp_path / f"{sid}.mp4") for sid in ids]
     outcome = {}
-    extract._run_pool(jobs, tmp_path, 1, 2, lambda sid, rec, reason: outcome.setdefault(sid, reason), task=_crash_on_bad)
+    pool._run_pool(jobs, tmp_path, 1, 2, lambda sid, rec, reason: outcome.setdefault(sid, reason), task=_crash_on_bad)
     assert sorted(outcome) == ids  # every sample reported exactly once
     assert "crashed" in outcome["bad"] and "bad.mp4" in outcome["bad"]
     assert all(outcome[sid] is None for sid in ids if sid != "bad")  # the others succeed, even those running beside it

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.convert import POSE_VERSIONS, ConvertError, check_pose_bytes, main, pose_to_array
+from data.convert import POSE_VERSIONS, ConvertError, check_pose_bytes, pose_to_array
+from data.convert.__main__ import main
 from data.corpus import read_manifest
 from data.layout import LAYOUT, RAW_DIM
 

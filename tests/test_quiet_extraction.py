@@ -4,7 +4,7 @@ Issue 13: hundreds of "Feedback manager requires a model with a single signature
 "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." and absl lines a run, around the
 progress bar. They come from C++ loggers writing to fd 2 that no environment variable reaches
 (GLOG_minloglevel, TF_CPP_MIN_LOG_LEVEL: measured, no effect with mediapipe 0.10.21), so the
-extraction filters fd 2 through a separate process (data/extract.py: quiet_native_logs).
+extraction filters fd 2 through a separate process (data/extract/quiet.py: quiet_native_logs).
 """
 import os
 import shutil
@@ -62,13 +62,14 @@ def test_noise_pattern():
 
 FILTER_PROBE = """
 import os, sys
-from data.extract import _mark_sample, quiet_native_logs, filter_native_logs_of_this_process
+from data.extract import quiet_native_logs, filter_native_logs_of_this_process
+from data.extract.quiet import mark_sample
 lines = {noise!r}
 with quiet_native_logs() as real:
     real.write("progress bar\\n")
     for line in lines:
         os.write(2, (line + "\\n").encode())
-    _mark_sample("videos/bad.mp4")  # only labels inside a filtered block
+    mark_sample("videos/bad.mp4")  # only labels inside a filtered block
     os.write(2, b"E0000 00:00:1.0 1 graph.cc:1] Calculator failed\\n")
     print("python warning", file=sys.stderr)
 os.write(2, b"after the block\\n")
@@ -86,7 +87,7 @@ def test_filter_drops_noise_keeps_errors_by_sample():
 
 
 def test_labels_only_in_filtered_processes():
-    done = run("from data.extract import _mark_sample\n_mark_sample('x')\nimport sys; print('plain', file=sys.stderr)")
+    done = run("from data.extract.quiet import mark_sample\nmark_sample('x')\nimport sys; print('plain', file=sys.stderr)")
     assert done.stderr == "plain\n"
 
 

@@ -1,15 +1,16 @@
-"""Continuous sentences from isolated clips, split by signer (data/sentences.py, `python -m data.convert sentences`)."""
+"""Continuous sentences from isolated clips, split by signer (data/convert/sentences.py, `python -m data.convert sentences`)."""
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from data.convert import kaggle_to_corpus, main
+from data.convert import kaggle_to_corpus
+from data.convert.__main__ import main
+from data.convert.sentences import SentenceError, build_sentences, parse_range, plan_sentences, sentence_array, transition_frames
 from data.corpus import SPLITS, Corpus, SampleRecord, atomic_save_npy, read_manifest, write_manifest
 from data.dataset import MediaPipeFeatureDataset
 from data.layout import LAYOUT, RAW_DIM
-from data.sentences import SentenceError, build_sentences, parse_range, plan_sentences, sentence_array, transition_frames
 from tests.corpus_factory import random_raw
 
 KAGGLE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "kaggle_asl_signs"

@@ -1,4 +1,4 @@
-"""The demo corpus generator (data/synthetic.py): format, determinism, realism, learnability."""
+"""The demo corpus generator (data/synthetic/): format, determinism, realism, learnability."""
 from __future__ import annotations
 
 import json
@@ -19,6 +19,7 @@ from data.synthetic import (
     gloss_motion,
     missing_fractions,
 )
+from data.synthetic.__main__ import main
 
 REPO = Path(__file__).resolve().parents[1]
 KAGGLE = REPO / ".." / "shared" / "data" / "kaggle_asl_signs"
@@ -161,12 +162,12 @@ def test_demo_corpus_generates_once_into_cache(tmp_path, monkeypatch):
 
 
 def test_cli_writes_corpus(tmp_path, capsys):
-    assert synthetic.main(["--out", str(tmp_path / "c"), "--size", "6", "--seed", "2"]) == 0
+    assert main(["--out", str(tmp_path / "c"), "--size", "6", "--seed", "2"]) == 0
     assert "missing frames" in capsys.readouterr().out
     assert [r.split for r in read_manifest(tmp_path / "c")].count("train") == 6
     with pytest.raises(SystemExit):
-        synthetic.main(["--out", str(tmp_path / "d"), "--size", "huge"])
-    assert synthetic.main(["--out", str(tmp_path / "e"), "--size", "small", "--n-train", "0"]) == 2
+        main(["--out", str(tmp_path / "d"), "--size", "huge"])
+    assert main(["--out", str(tmp_path / "e"), "--size", "small", "--n-train", "0"]) == 2
     assert "n_train" in capsys.readouterr().err
 
 

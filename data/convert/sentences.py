@@ -12,7 +12,7 @@ nothing is changed: NaN stays where the source has it. glosses = the clips' labe
 
 Splits are disjoint by signer: the signers of the source's `signer` column are assigned to
 train/dev/test with `fractions` (default 0.6/0.2/0.2: 13/4/4 of the Kaggle sample's 21 signers;
-data/convert.py: signer_splits), or kept as the source assigned them (`keep_splits`). The source's
+data/convert/splits.py: signer_splits), or kept as the source assigned them (`keep_splits`). The source's
 own split is otherwise ignored: a sentence corpus is scored on signers it never saw in training.
 Within a split sentences are spread evenly over its signers, and no (signer, clip sequence) is
 drawn twice while unused ones remain.
@@ -31,16 +31,27 @@ from pathlib import Path
 
 import numpy as np
 
-from data.corpus import SPLITS, Corpus, CorpusError, SampleRecord, atomic_save_npy, atomic_write_text, write_manifest
+from data.convert.common import ConvertReport
+from data.convert.splits import check_fractions, signer_splits
+from data.corpus import (
+    CORPUS_INFO,
+    MANIFEST,
+    SPLITS,
+    Corpus,
+    CorpusError,
+    SampleRecord,
+    atomic_save_npy,
+    atomic_write_text,
+    feature_path,
+    write_manifest,
+)
 from data.layout import RAW_DIM
 
 DEFAULT_LENGTHS = (2, 5)
 DEFAULT_SIZES = (500, 80, 80)
 DEFAULT_FRACTIONS = (0.6, 0.2, 0.2)  # 13 / 4 / 4 of 21 signers
 DEFAULT_TRANSITION = (2, 6)  # frames of movement between two clips
-CORPUS_INFO = "corpus.json"
 DATASET_NAME = "sentences"
-FEATURES_DIR = "features"
 MAX_REDRAWS = 50  # draws to find a (signer, clip sequence) not used yet before accepting a repeat
 
 
@@ -118,8 +129,6 @@ def _source_clips(source: Corpus) -> dict[str, list[SampleRecord]]:
 def assign_splits(source: Corpus, signers, seed: int, fractions, keep_splits: bool) -> dict[str, str]:
     """signer -> split: the source's assignment (keep_splits) or a fresh one by `fractions`."""
     if not keep_splits:
-        from data.convert import check_fractions, signer_splits
-
         try:
             return signer_splits(signers, seed=seed, fractions=check_fractions(fractions))
         except ValueError as exc:
@@ -213,7 +222,7 @@ def _check_output(out_dir: Path, params: dict) -> None:
                 f"{out_dir}: holds sentences built with other parameters ({', '.join(changed)} differ); "
                 "choose a new --out, or delete the directory to rebuild it"
             )
-    elif (out_dir / "manifest.csv").is_file():
+    elif (out_dir / MANIFEST).is_file():
         raise SentenceError(f"{out_dir}: holds a corpus without {CORPUS_INFO} (not made by this builder); choose a new --out")
 
 
@@ -231,11 +240,9 @@ def build_sentences(source_dir, out_dir, lengths=DEFAULT_LENGTHS, sizes=DEFAULT_
                     fractions=DEFAULT_FRACTIONS, transition=DEFAULT_TRANSITION, keep_splits: bool = False, report=None) -> Path:
     """Write the sentence corpus `out_dir` from the isolated-clip corpus `source_dir`. Returns `out_dir`.
 
-    `report` (data.convert.ConvertReport) gets each sentence id as converted (written) or skipped
+    `report` (data.convert.common.ConvertReport) gets each sentence id as converted (written) or skipped
     (already there with the same content).
     """
-    from data.convert import ConvertReport
-
     report = ConvertReport() if report is None else report
     out_dir = Path(out_dir)
     try:
@@ -260,7 +267,7 @@ def build_sentences(source_dir, out_dir, lengths=DEFAULT_LENGTHS, sizes=DEFAULT_
                 cache[clip.id] = np.asarray(source.load(clip, mmap=False)[:, :RAW_DIM], dtype=np.float32)
             arrays.append(cache[clip.id])
         array = sentence_array(arrays, s.transitions)
-        rel = f"{FEATURES_DIR}/{s.id}.npy"
+        rel = feature_path(s.id)
         if _same_file(out_dir / rel, array):
             report.skipped.append(s.id)
         else:
@@ -280,7 +287,7 @@ def build_sentences(source_dir, out_dir, lengths=DEFAULT_LENGTHS, sizes=DEFAULT_
 
 def _content_hash(out_dir: Path, records) -> str:
     """sha256 over the manifest and every feature file's bytes: equal for equal builds."""
-    h = hashlib.sha256((out_dir / "manifest.csv").read_bytes())
+    h = hashlib.sha256((out_dir / MANIFEST).read_bytes())
     for rec in records:
         h.update((out_dir / rec.path).read_bytes())
     return h.hexdigest()[:16]
