@@ -2,6 +2,7 @@
 
     python train.py                                   # embedded demo corpus, defaults
     python train.py --data_dir DIR --output_dir DIR --batch_size 2 --epochs 100 --lr 0.0005
+    python train.py --model i3d_small                 # a named variant (model/registry.py): the teacher at small widths
     python train.py --model student --teacher RUN/best.pt     # distil the small student from a teacher checkpoint
     torchrun --nproc_per_node 2 train.py --data_dir DIR ...   # DDP (gloo on CPU, nccl on CUDA)
 
@@ -19,6 +20,7 @@ import random
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +28,15 @@ import torch
 import torch.distributed as dist
 
 from data.corpus import atomic_write, atomic_write_text
-from data.normalize import IMPUTATIONS, METHODS, FeatureStats
-from data.dataset import Vocabulary
+from data.dataset import Vocabulary, collate
 from data.layout import input_dim
-from model.components import ComponentError
-from model.config import load_config
+from data.normalize import IMPUTATIONS, METHODS, FeatureStats
 from model import training
+from model.components import ComponentError
+from model.config import TrainConfig, load_config
+from model.decode import decoder_label
 from model.i3d import count_parameters, model_size_mb
+from model.registry import list_models
 
 
 def parse_args(argv=None):
@@ -43,7 +47,7 @@ def parse_args(argv=None):
     p.add_argument("--batch_size", type=int)
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--model", help="a registered model (i3d_teacher, student) or the user's factory 'module.path:attribute'")
+    p.add_argument("--model", help=f"a registered model ({', '.join(list_models())}) or the user's factory 'module.path:attribute'")
     p.add_argument("--teacher", help="distil from this teacher checkpoint (train.py's best.pt / last.pt; same vocabulary, features, normalization)")
     p.add_argument("--distill_weight", type=float, help="loss = CTC + distill_weight * T^2 * KL(teacher_T || student_T)")
     p.add_argument("--distill_temperature", type=float, help="temperature T of the distillation posteriors")
@@ -69,6 +73,395 @@ def parse_args(argv=None):
         model=args.model, teacher=args.teacher, distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
     )
     return cfg, args
+
+
+def main(argv=None) -> int:
+    # ------------------------------------------------------------------ configuration, this process
+    cfg, args = parse_args(argv)
+    proc = start_process(cfg, args)
+    out = Path(cfg.output_dir)
+
+    # ------------------------------------------------------------------ the gate (before training reads anything)
+    if not gate_passed(cfg, args.skip_gate, proc, out):
+        return 1
+
+    # ------------------------------------------------------------------ data, model, teacher
+    ckpt = resume_checkpoint(out / "last.pt", proc.master) if args.resume else None
+    data = load_data(cfg, ckpt, out, proc.master)
+    model, model_args = load_model(cfg, data, proc)
+    teacher = distillation_teacher(cfg, data, proc)
+
+    # ------------------------------------------------------------------ loaders, optimiser, schedule (a resumed run's state)
+    run = prepare_run(cfg, proc, out, data, model, model_args, teacher, args.skip_gate, ckpt)
+    if proc.master and run.start_epoch == 1:
+        log(first_batch(run))
+    log(
+        f"best.pt: lowest {run.select_split} WER, greedy decoding, checked every epoch"
+        + ("" if run.select_split == "dev" else " (the corpus has no dev split)")
+        + f"; the closing dev/test WER decode best.pt with {decoder_label(cfg.beam_width)} (python -m model.evaluate reproduces both)",
+        proc.master,
+    )
+
+    # ------------------------------------------------------------------ train
+    for epoch in range(run.start_epoch, cfg.epochs + 1):
+        steps = train_epoch(run, epoch)
+        if steps.stopped:
+            return 2
+        if proc.distributed:
+            dist.barrier()
+        if proc.master:
+            end_epoch(run, epoch, steps)
+        if proc.distributed:
+            dist.barrier()
+
+    # ------------------------------------------------------------------ final evaluation
+    if proc.distributed:
+        leave_process_group(run)
+    if proc.master:
+        final_evaluation(run)
+    return 0
+
+
+# ============================================================================ configuration, this process
+
+
+@dataclass
+class Process:
+    """This process of the run: its rank among `world` processes (torchrun; 1 without) and its device."""
+
+    rank: int
+    local_rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+
+def start_process(cfg: TrainConfig, args) -> Process:
+    """Device, process group (under torchrun), CPU threads, seed; rank 0 makes the output directory
+    and the demo corpus (generated once, before other ranks read it)."""
+    rank, local_rank, world = training.distributed_env()
+    device = training.resolve_device(cfg.device)
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device(f"cuda:{local_rank}")
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))
+    training.seed_everything(cfg.seed + rank)
+    proc = Process(rank, local_rank, world, device)
+    if proc.master:
+        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+        training.corpus_dir(cfg)
+    if proc.distributed:
+        dist.barrier()
+    return proc
+
+
+# ============================================================================ the gate
+
+
+def gate_passed(cfg: TrainConfig, skip_gate: bool, proc: Process, out: Path) -> bool:
+    """The compatibility gate runs on rank 0 and every rank follows its verdict; --skip-gate trains without it."""
+    if skip_gate:
+        log("WARNING: --skip-gate: training WITHOUT the compatibility checks; this is recorded in every checkpoint", proc.master)
+        return True
+    passed = True
+    if proc.master:
+        from harness.gate import run_gate
+
+        verdict = run_gate(cfg, out)
+        log(verdict.describe())
+        passed = verdict.passed
+    if proc.distributed:
+        flag = torch.tensor([int(passed)])
+        dist.broadcast(flag, 0)
+        passed = bool(flag.item())
+    return passed
+
+
+# ============================================================================ data, model, teacher
+
+
+def resume_checkpoint(path: Path, master: bool) -> dict | None:
+    """--resume: the last.pt to continue from (None when there is none yet)."""
+    if not path.exists():
+        log(f"--resume: no {path} yet, starting fresh", master)
+        return None
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    log(f"resuming from {path} (epoch {ckpt['epoch']} done, best dev WER {ckpt['best_wer']:.2%}, greedy)", master)
+    return ckpt
+
+
+def load_data(cfg: TrainConfig, ckpt: dict | None, out: Path, master: bool) -> training.DataBundle:
+    """Every split's dataset (a resumed run keeps its vocabulary and statistics); rank 0 writes
+    config.json, vocab.json and norm_stats.npz."""
+    vocab = Vocabulary(ckpt["vocab"]) if ckpt else None
+    stats = FeatureStats.from_dict(ckpt["norm_stats"]) if ckpt and ckpt.get("norm_stats") else None
+    data = training.build_data(cfg, vocab=vocab, stats=stats)
+    if "train" not in data.splits:
+        raise SystemExit(f"{data.source}: no train split; the manifest needs rows with split=train")
+    if master:
+        atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
+        data.vocab.save(out / "vocab.json")
+        if data.stats is not None:
+            data.stats.save(out / "norm_stats.npz")
+    return data
+
+
+def load_model(cfg: TrainConfig, data: training.DataBundle, proc: Process) -> tuple[torch.nn.Module, dict]:
+    """The configured model on the device, and the model_args that rebuild it from a checkpoint alone."""
+    model = training.build_model(cfg, len(data.vocab), data.input_dim).to(proc.device)
+    model_args = training.model_args(cfg, model, len(data.vocab), data.input_dim)
+    log(f"model {cfg.model}: {count_parameters(model):,} parameters, {model_size_mb(model):.2f} MB; vocabulary {len(data.vocab)} (blank 0)", proc.master)
+    return model, model_args
+
+
+def distillation_teacher(cfg: TrainConfig, data: training.DataBundle, proc: Process):
+    """The configured teacher (model.student.Teacher, frozen), None without one; a teacher that does
+    not load or has another vocabulary stops the run, even with --skip-gate (distillation over
+    another vocabulary teaches the wrong glosses)."""
+    if cfg.teacher is None:
+        return None
+    from model.student import TeacherLoadError
+
+    try:
+        teacher = training.teacher_for(cfg, proc.device)
+    except TeacherLoadError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    problem = training.teacher_vocab_problem(teacher, data.vocab)
+    if problem:
+        raise SystemExit(f"error: teacher {cfg.teacher}: {problem}; distillation needs the student's vocabulary (ids and glosses)")
+    log(
+        f"teacher {teacher.model_name} ({count_parameters(teacher.module, trainable_only=False):,} parameters, frozen, eval mode) from "
+        f"{teacher.path} (sha256 {teacher.sha256[:12]}); loss = CTC + {cfg.distill_weight:g} * T^2 KL at T = {cfg.distill_temperature:g}",
+        proc.master,
+    )
+    return teacher
+
+
+# ============================================================================ loaders, optimiser, schedule
+
+
+@dataclass
+class Run:
+    """What the epochs update and every checkpoint records."""
+
+    cfg: TrainConfig
+    proc: Process
+    out: Path
+    data: training.DataBundle
+    raw_model: torch.nn.Module  # the model itself: its state_dict is the checkpoint's
+    model: torch.nn.Module  # what the steps call: raw_model, or its DistributedDataParallel wrapper
+    model_args: dict  # rebuild raw_model alone (model.registry.model_from_checkpoint_args)
+    teacher: object  # model.student.Teacher, or None without distillation
+    skipped_gate: bool
+    sampler: training.ShardedSampler
+    loader: torch.utils.data.DataLoader  # this rank's shard of the train split
+    dev_loader: torch.utils.data.DataLoader  # what the epoch lines score: dev, or train without a dev split
+    steps_per_epoch: int
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    phoenix: bool  # the PHOENIX clean-up of the scored glosses
+    start_epoch: int = 1
+    global_step: int = 0
+    best_wer: float = float("inf")  # lowest greedy WER of the epoch lines so far (best.pt's)
+    metrics: list = field(default_factory=list)  # one row a finished epoch, as in metrics.jsonl
+
+    @property
+    def select_split(self) -> str:
+        return "dev" if "dev" in self.data.splits else "train"
+
+
+def prepare_run(cfg: TrainConfig, proc: Process, out: Path, data: training.DataBundle, model, model_args: dict, teacher, skipped_gate: bool,
+                ckpt: dict | None) -> Run:
+    """DDP wrapper, train loader (one shard a rank), optimiser, LR schedule, scaler, dev loader; a
+    resumed run restores the weights, optimiser, schedule, scaler, RNG state and metrics of last.pt."""
+    ddp = model
+    if proc.distributed:
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
+    train_ds = data.splits["train"]
+    sampler = training.ShardedSampler(len(train_ds), proc.rank, proc.world, seed=cfg.seed)
+    loader = training.make_loader(train_ds, cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, sampler=sampler)
+    # the same on every rank (shards differ by at most one sample), so the LR schedules agree
+    steps_per_epoch = math.ceil(math.ceil(len(train_ds) / proc.world) / cfg.batch_size)
+    optimizer = training.build_optimizer(cfg, model)
+    scheduler = training.build_scheduler(cfg, optimizer, total_steps=max(1, steps_per_epoch * cfg.epochs))
+    scaler = training.make_scaler(proc.device, cfg)
+    dev_loader = training.make_loader(data.splits.get("dev", train_ds), cfg.batch_size, shuffle=False)
+    phoenix = cfg.phoenix_cleanup if cfg.phoenix_cleanup is not None else data.corpus_kind.startswith("phoenix")
+    run = Run(cfg, proc, out, data, model, ddp, model_args, teacher, skipped_gate, sampler, loader, dev_loader, steps_per_epoch,
+              optimizer, scheduler, scaler, phoenix)
+    if ckpt:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+        run.start_epoch, run.best_wer = ckpt["epoch"] + 1, ckpt["best_wer"]
+        run.metrics = list(ckpt.get("metrics", []))
+    run.global_step = (run.start_epoch - 1) * steps_per_epoch
+    return run
+
+
+def first_batch(run: Run) -> str:
+    """harness.diagnostics.first_batch_report on the first train batch, as the model sees it."""
+    from harness.diagnostics import first_batch_report
+
+    cfg, train_ds = run.cfg, run.data.splits["train"]
+    batch = collate([train_ds[i] for i in range(min(cfg.batch_size, len(train_ds)))])
+    first = training.to_model_input(batch, run.proc.device, training.batch_transform(cfg))
+    layout = cfg.modalities if first.features.shape[-1] == input_dim(cfg.modalities) else None
+    return first_batch_report(run.raw_model, first, layout, len(run.data.vocab))
+
+
+# ============================================================================ train
+
+
+@dataclass
+class EpochSteps:
+    """One epoch's optimisation steps on this rank."""
+
+    losses: list = field(default_factory=list)  # the loss of every finite batch
+    frames: int = 0  # valid input frames of those batches
+    skipped: int = 0  # batches skipped for a non-finite loss or gradient (nonfinite = "skip")
+    seconds: float = 0.0
+    stopped: bool = False  # a non-finite batch stopped the run (nonfinite = "stop")
+
+
+def train_epoch(run: Run, epoch: int) -> EpochSteps:
+    """One pass over this rank's shard (DDP: ranks with one batch fewer join the others)."""
+    from tqdm import tqdm
+
+    cfg, proc = run.cfg, run.proc
+    run.sampler.set_epoch(epoch)
+    steps, t0 = EpochSteps(), time.perf_counter()
+    with run.model.join() if proc.distributed else nullcontext():
+        for batch in tqdm(run.loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not proc.master or not sys.stderr.isatty(), leave=False):
+            res = training.train_step(run.model, batch, run.optimizer, run.scaler, cfg, proc.device, run.scheduler)
+            run.global_step += 1
+            if not res.finite:
+                report_nonfinite(run, batch, res, epoch)
+                if cfg.nonfinite == "stop":
+                    log("stopping (set nonfinite='skip' in the configuration to skip such batches); replay: pytest --replay " + str(run.out / "nonfinite_batch.pt"))
+                    steps.stopped = True
+                    return steps
+                steps.skipped += 1
+                continue
+            steps.losses.append(res.loss)
+            steps.frames += int(batch.lengths.sum())
+    steps.seconds = time.perf_counter() - t0
+    return steps
+
+
+def report_nonfinite(run: Run, batch, res: training.StepResult, epoch: int) -> None:
+    """Save the batch the model saw and the model state to OUTPUT_DIR/nonfinite_batch.pt (pytest --replay), and say where it broke."""
+    from harness.diagnostics import save_nonfinite_batch
+
+    cfg = run.cfg
+    seen = training.to_model_input(batch, run.proc.device, training.batch_transform(cfg))
+    where = save_nonfinite_batch(run.out / "nonfinite_batch.pt", run.raw_model, seen, cfg.model, run.model_args, run.global_step, epoch, cfg.to_dict())
+    what = "loss" if not math.isfinite(res.loss) else "gradient norm"
+    log(f"non-finite {what} at epoch {epoch} step {run.global_step}, samples {res.nonfinite_ids}: {where}", True)
+
+
+def end_epoch(run: Run, epoch: int, steps: EpochSteps) -> None:
+    """Rank 0 after an epoch: the greedy WER of the dev split, a row of metrics.jsonl (and
+    metrics.png), last.pt, best.pt when the WER is the lowest yet, the epoch line."""
+    cfg, data = run.cfg, run.data
+    dev = training.evaluate(run.raw_model, run.dev_loader, data.vocab, run.proc.device, cfg, beam_width=1, phoenix_cleanup=run.phoenix)
+    row = {
+        "epoch": epoch,
+        "train_loss": float(np.mean(steps.losses)) if steps.losses else float("nan"),
+        "dev_wer": dev.wer.wer,
+        "lr": run.scheduler.get_last_lr()[0],
+        "seconds": round(steps.seconds, 2),
+        "frames_per_s": round(steps.frames * run.proc.world / max(steps.seconds, 1e-9), 1),
+        "skipped_batches": steps.skipped,
+        "dev_blank_share": round(dev.blank_share, 4),
+    }
+    run.metrics.append(row)
+    with open(run.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+    plot_metrics(run.metrics, run.out / "metrics.png")
+    improved = dev.wer.wer < run.best_wer
+    run.best_wer = min(run.best_wer, dev.wer.wer)
+    state = checkpoint_state(run, epoch)
+    save_checkpoint(run.out / "last.pt", state)
+    if improved:
+        save_checkpoint(run.out / "best.pt", state)
+    log(
+        f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  {run.select_split} WER {dev.wer.wer:.2%} (greedy)  lr {row['lr']:.2e}  "
+        f"{steps.seconds:.1f}s  {row['frames_per_s']:.0f} frames/s{'  *best*' if improved else ''}"
+    )
+    plateau = blank_plateau(run.metrics)
+    if plateau:
+        log(plateau)
+
+
+def checkpoint_state(run: Run, epoch: int) -> dict:
+    """last.pt / best.pt: the model (name, args, weights), what it reads (vocabulary, statistics), what resumes the run."""
+    return {
+        "model_name": run.cfg.model,
+        "model_args": run.model_args,
+        "model": run.raw_model.state_dict(),
+        "vocab": run.data.vocab.to_list(),
+        "norm_stats": run.data.stats.to_dict() if run.data.stats is not None else None,
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "epoch": epoch,
+        "best_wer": run.best_wer,
+        "rng": rng_state(),
+        "config": run.cfg.to_dict(),
+        "skipped_gate": bool(run.skipped_gate),
+        # the teacher this model learned from: path, sha256 of the file, its vocabulary (None: no distillation)
+        "teacher": run.teacher.record() if run.teacher is not None else None,
+        "metrics": run.metrics,
+    }
+
+
+# ============================================================================ final evaluation
+
+
+def leave_process_group(run: Run) -> None:
+    """Leave the group in step, after the DDP wrapper (whose reducer holds gloo work) is gone: a
+    rank tearing gloo down while work or a peer is pending can abort (SIGABRT, seen once in CI).
+    The final evaluation needs no collectives."""
+    run.model = run.raw_model
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def final_evaluation(run: Run) -> None:
+    """Rank 0: best.pt's WER on every split with the configured decoder, then the generalisation gap."""
+    cfg, data = run.cfg, run.data
+    best_path = run.out / "best.pt"
+    if best_path.exists():
+        run.raw_model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["model"])
+    final = {}
+    for split in ("train", "dev", "test"):
+        if split in data.splits:
+            loader = training.make_loader(data.splits[split], cfg.batch_size, shuffle=False)
+            res = training.evaluate(run.raw_model, loader, data.vocab, run.proc.device, cfg, beam_width=cfg.beam_width, phoenix_cleanup=run.phoenix)
+            w = final[split] = res.wer
+            log(
+                f"{split} WER {w.wer:.2%} ({decoder_label(cfg.beam_width)}; {w.substitutions} sub, {w.deletions} del, "
+                f"{w.insertions} ins over {w.n_ref_words} words)"
+            )
+    gap = generalisation_gap({s: w.wer for s, w in final.items()})
+    if gap:
+        log(gap)
+
+
+# ============================================================================ helpers
 
 
 def log(msg: str, master: bool = True) -> None:
@@ -133,233 +526,6 @@ def blank_plateau(rows: list[dict]) -> str:
         "carries signal (python -m harness check; its model_input check), a per-channel normalization in the conv blocks "
         "(norm = \"batch\"), or `python -m harness overfit` on this configuration"
     )
-
-
-def main(argv=None) -> int:
-    cfg, args = parse_args(argv)
-    rank, local_rank, world = training.distributed_env()
-    master = rank == 0
-    distributed = world > 1
-    device = training.resolve_device(cfg.device)
-    if distributed:
-        if device.type == "cuda":
-            device = torch.device(f"cuda:{local_rank}")
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))
-    training.seed_everything(cfg.seed + rank)
-    out = Path(cfg.output_dir)
-    if master:
-        out.mkdir(parents=True, exist_ok=True)
-        training.corpus_dir(cfg)  # generates the demo corpus once, before other ranks read it
-    if distributed:
-        dist.barrier()
-
-    # ------------------------------------------------------------------ the gate
-    if args.skip_gate:
-        log("WARNING: --skip-gate: training WITHOUT the compatibility checks; this is recorded in every checkpoint", master)
-    elif master:
-        from harness.gate import run_gate
-
-        verdict = run_gate(cfg, out)
-        log(verdict.describe())
-        ok = verdict.passed
-        if distributed:
-            flag = torch.tensor([int(ok)])
-            dist.broadcast(flag, 0)
-        if not ok:
-            return 1
-    if distributed and not args.skip_gate and not master:
-        flag = torch.tensor([0])
-        dist.broadcast(flag, 0)
-        if not flag.item():
-            return 1
-
-    # ------------------------------------------------------------------ data, model, optimiser
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    ckpt = None
-    if args.resume and last_path.exists():
-        ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
-        log(f"resuming from {last_path} (epoch {ckpt['epoch']} done, best dev WER {ckpt['best_wer']:.2%}, greedy)", master)
-    elif args.resume:
-        log(f"--resume: no {last_path} yet, starting fresh", master)
-    vocab = Vocabulary(ckpt["vocab"]) if ckpt else None
-    stats = FeatureStats.from_dict(ckpt["norm_stats"]) if ckpt and ckpt.get("norm_stats") else None
-    data = training.build_data(cfg, vocab=vocab, stats=stats)
-    if "train" not in data.splits:
-        raise SystemExit(f"{data.source}: no train split; the manifest needs rows with split=train")
-    if master:
-        atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=1))
-        data.vocab.save(out / "vocab.json")
-        if data.stats is not None:
-            data.stats.save(out / "norm_stats.npz")
-    model = training.build_model(cfg, len(data.vocab), data.input_dim).to(device)
-    raw_model = model
-    model_args = training.model_args(cfg, model, len(data.vocab), data.input_dim)  # rebuilds the model alone
-    log(f"model {cfg.model}: {count_parameters(model):,} parameters, {model_size_mb(model):.2f} MB; vocabulary {len(data.vocab)} (blank 0)", master)
-    teacher = None
-    if cfg.teacher is not None:
-        from model.student import TeacherLoadError
-
-        try:
-            teacher = training.teacher_for(cfg, device)
-        except TeacherLoadError as exc:
-            raise SystemExit(f"error: {exc}") from None
-        # even with --skip-gate: distillation over another vocabulary teaches the wrong glosses
-        problem = training.teacher_vocab_problem(teacher, data.vocab)
-        if problem:
-            raise SystemExit(f"error: teacher {cfg.teacher}: {problem}; distillation needs the student's vocabulary (ids and glosses)")
-        log(
-            f"teacher {teacher.model_name} ({count_parameters(teacher.module, trainable_only=False):,} parameters, frozen, eval mode) from "
-            f"{teacher.path} (sha256 {teacher.sha256[:12]}); loss = CTC + {cfg.distill_weight:g} * T^2 KL at T = {cfg.distill_temperature:g}",
-            master,
-        )
-    if distributed:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    train_ds = data.splits["train"]
-    sampler = training.ShardedSampler(len(train_ds), rank, world, seed=cfg.seed)
-    loader = training.make_loader(train_ds, cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, sampler=sampler)
-    # the same on every rank (shards differ by at most one sample), so the LR schedules agree
-    steps_per_epoch = math.ceil(math.ceil(len(train_ds) / world) / cfg.batch_size)
-    optimizer = training.build_optimizer(cfg, raw_model)
-    scheduler = training.build_scheduler(cfg, optimizer, total_steps=max(1, steps_per_epoch * cfg.epochs))
-    scaler = training.make_scaler(device, cfg)
-    start_epoch, best_wer, metrics_rows = 1, float("inf"), []
-    if ckpt:
-        raw_model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(ckpt["rng"])
-        start_epoch, best_wer = ckpt["epoch"] + 1, ckpt["best_wer"]
-        metrics_rows = list(ckpt.get("metrics", []))
-    dev_loader = training.make_loader(data.splits.get("dev", train_ds), cfg.batch_size, shuffle=False)
-    phoenix = cfg.phoenix_cleanup if cfg.phoenix_cleanup is not None else data.corpus_kind.startswith("phoenix")
-
-    def checkpoint_state(epoch: int) -> dict:
-        return {
-            "model_name": cfg.model,
-            "model_args": model_args,
-            "model": raw_model.state_dict(),
-            "vocab": data.vocab.to_list(),
-            "norm_stats": data.stats.to_dict() if data.stats is not None else None,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "epoch": epoch,
-            "best_wer": best_wer,
-            "rng": rng_state(),
-            "config": cfg.to_dict(),
-            "skipped_gate": bool(args.skip_gate),
-            # the teacher this model learned from: path, sha256 of the file, its vocabulary (None: no distillation)
-            "teacher": teacher.record() if teacher is not None else None,
-            "metrics": metrics_rows,
-        }
-
-    if master and start_epoch == 1:
-        from data.dataset import collate
-        from harness.diagnostics import first_batch_report
-
-        first = training.to_model_input(collate([train_ds[i] for i in range(min(cfg.batch_size, len(train_ds)))]), device, training.batch_transform(cfg))
-        layout = cfg.modalities if first.features.shape[-1] == input_dim(cfg.modalities) else None
-        log(first_batch_report(raw_model, first, layout, len(data.vocab)))
-
-    # ------------------------------------------------------------------ train
-    from tqdm import tqdm
-
-    # every WER printed says its decoder: the epoch lines decode greedily, the closing lines with cfg.beam_width
-    final_decoder = "greedy" if cfg.beam_width <= 1 else f"beam {cfg.beam_width}"
-    select_split = "dev" if "dev" in data.splits else "train"  # no dev split: the epoch lines score train
-    log(
-        f"best.pt: lowest {select_split} WER, greedy decoding, checked every epoch"
-        + ("" if select_split == "dev" else " (the corpus has no dev split)")
-        + f"; the closing dev/test WER decode best.pt with {final_decoder} (python -m model.evaluate reproduces both)",
-        master,
-    )
-
-    from harness.diagnostics import save_nonfinite_batch
-
-    global_step = (start_epoch - 1) * steps_per_epoch
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        sampler.set_epoch(epoch)
-        t0, frames, losses, skipped = time.perf_counter(), 0, [], 0
-        join = model.join() if distributed else nullcontext()
-        with join:
-            for batch in tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not master or not sys.stderr.isatty(), leave=False):
-                res = training.train_step(model, batch, optimizer, scaler, cfg, device, scheduler)
-                global_step += 1
-                if not res.finite:
-                    seen = training.to_model_input(batch, device, training.batch_transform(cfg))  # what the model saw
-                    where = save_nonfinite_batch(out / "nonfinite_batch.pt", raw_model, seen, cfg.model, model_args, global_step, epoch, cfg.to_dict())
-                    what = "loss" if not math.isfinite(res.loss) else "gradient norm"
-                    log(f"non-finite {what} at epoch {epoch} step {global_step}, samples {res.nonfinite_ids}: {where}", True)
-                    if cfg.nonfinite == "stop":
-                        log("stopping (set nonfinite='skip' in the configuration to skip such batches); replay: pytest --replay " + str(out / "nonfinite_batch.pt"))
-                        return 2
-                    skipped += 1
-                    continue
-                losses.append(res.loss)
-                frames += int(batch.lengths.sum())
-        seconds = time.perf_counter() - t0
-        if distributed:
-            dist.barrier()
-        if master:
-            dev = training.evaluate(raw_model, dev_loader, data.vocab, device, cfg, beam_width=1, phoenix_cleanup=phoenix)
-            row = {
-                "epoch": epoch,
-                "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                "dev_wer": dev.wer.wer,
-                "lr": scheduler.get_last_lr()[0],
-                "seconds": round(seconds, 2),
-                "frames_per_s": round(frames * world / max(seconds, 1e-9), 1),
-                "skipped_batches": skipped,
-                "dev_blank_share": round(dev.blank_share, 4),
-            }
-            metrics_rows.append(row)
-            with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
-            plot_metrics(metrics_rows, out / "metrics.png")
-            improved = dev.wer.wer < best_wer
-            best_wer = min(best_wer, dev.wer.wer)
-            state = checkpoint_state(epoch)
-            save_checkpoint(last_path, state)
-            if improved:
-                save_checkpoint(best_path, state)
-            log(
-                f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  {select_split} WER {dev.wer.wer:.2%} (greedy)  lr {row['lr']:.2e}  "
-                f"{seconds:.1f}s  {row['frames_per_s']:.0f} frames/s{'  *best*' if improved else ''}"
-            )
-            plateau = blank_plateau(metrics_rows)
-            if plateau:
-                log(plateau)
-        if distributed:
-            dist.barrier()
-
-    # ------------------------------------------------------------------ final evaluation
-    if distributed:
-        # Leave the group in step, after the DDP wrapper (whose reducer holds gloo work) is gone:
-        # a rank tearing gloo down while work or a peer is pending can abort (SIGABRT, seen once
-        # in CI). The final evaluation needs no collectives.
-        del model
-        dist.barrier()
-        dist.destroy_process_group()
-    if master:
-        if best_path.exists():
-            raw_model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["model"])
-        final = {}
-        for split in ("train", "dev", "test"):
-            if split in data.splits:
-                loader_s = training.make_loader(data.splits[split], cfg.batch_size, shuffle=False)
-                res = training.evaluate(raw_model, loader_s, data.vocab, device, cfg, beam_width=cfg.beam_width, phoenix_cleanup=phoenix)
-                w = final[split] = res.wer
-                log(
-                    f"{split} WER {w.wer:.2%} ({final_decoder}; {w.substitutions} sub, {w.deletions} del, "
-                    f"{w.insertions} ins over {w.n_ref_words} words)"
-                )
-        gap = generalisation_gap({s: w.wer for s, w in final.items()})
-        if gap:
-            log(gap)
-    return 0
 
 
 def generalisation_gap(wers: dict) -> str:

@@ -115,3 +115,8 @@ def beam_search(log_probs, lengths, beam_width: int = 10, blank: int = 0, token_
     top_k = min(token_top_k or beam_width, log_probs.shape[-1])
     frames = log_probs.detach().double().cpu().numpy()
     return [_prefix_beam_search(frames[b, :length], beam_width, top_k, blank) for b, length in enumerate(lengths)]
+
+
+def decoder_label(beam_width: int) -> str:
+    """How train.py and the commands name the decoder of a beam width: 'greedy' (<= 1) or 'beam N'."""
+    return "greedy" if beam_width <= 1 else f"beam {beam_width}"

@@ -56,7 +56,7 @@ from torch import nn
 
 from data.corpus import atomic_write_text
 from data.dataset import collate
-from model.evaluate import Trained, UsageError, build_eval_data, load_trained, set_threads
+from model.checkpoint import Trained, UsageError, build_eval_data, load_trained, set_threads
 
 TOLERANCE = 1e-4
 INPUT_NAMES = ["features", "lengths"]
@@ -78,9 +78,9 @@ class WithTransform(nn.Module):
 def _configured_transform(trained: Trained):
     if not trained.cfg.batch_transform:
         return None
-    from model.training import _transform
+    from model.training import transform_function
 
-    return _transform(trained.cfg.batch_transform, trained.cfg.config_dir)
+    return transform_function(trained.cfg.batch_transform, trained.cfg.config_dir)
 
 
 def export_module(trained: Trained) -> tuple[nn.Module, str]:

@@ -271,10 +271,6 @@ class I3DTeacher(nn.Module):
         nn.init.normal_(self.classifier.weight, std=0.01)
         nn.init.zeros_(self.classifier.bias)
 
-    @property
-    def feature_dim(self) -> int:
-        return 2 * self.config.lstm_hidden
-
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Exact frame count after the strided layers: [B] long -> [B] long (ceil(L / TEMPORAL_STRIDE))."""
         lengths = torch.as_tensor(lengths, dtype=torch.long)

@@ -43,7 +43,7 @@ from data.corpus import CorpusError, atomic_write_text, load_features
 from data.dataset import Sample, collate, model_features
 from data.layout import FEATURE_DIM, modality_columns
 from data.normalize import Normalizer
-from model.evaluate import Trained, UsageError, load_trained, resolve_device, set_threads
+from model.checkpoint import Trained, UsageError, load_trained, resolve_device, set_threads
 
 POSE_SUFFIX = ".pose"
 NPY_SUFFIX = ".npy"
@@ -76,7 +76,7 @@ def read_input(path, model_complexity: int = 1) -> Landmarks:
             raise UsageError(str(exc)) from None
         return Landmarks(raw, None, "npy", time.perf_counter() - t0)
     if path.is_file() and suffix == POSE_SUFFIX:
-        from data.convert.pose import ConvertError, _pose_array_and_fps
+        from data.convert import ConvertError, _pose_array_and_fps
 
         try:
             raw, fps = _pose_array_and_fps(path)

@@ -165,7 +165,8 @@ def make_scaler(device: torch.device, cfg: TrainConfig):
 
 
 @functools.lru_cache(maxsize=None)
-def _transform(spec: str, base_dir: str | None):
+def transform_function(spec: str, base_dir: str | None):
+    """The user's batch_transform `spec` as fn(features, lengths) -> features, imported once a process."""
     return load_batch_transform(spec, base_dir)
 
 
@@ -173,7 +174,7 @@ def batch_transform(cfg: TrainConfig):
     """The configured batch_transform as fn(batch) -> batch (None if none is configured)."""
     if cfg.batch_transform is None:
         return None
-    fn = _transform(cfg.batch_transform, cfg.config_dir)
+    fn = transform_function(cfg.batch_transform, cfg.config_dir)
 
     def transform(batch: Batch) -> Batch:
         import dataclasses
@@ -196,9 +197,8 @@ class StepResult:
     loss: float  # mean per-sample loss (normalised by target length), nan if non-finite
     grad_norm: float  # global grad norm before clipping
     per_sample: torch.Tensor  # [B] losses (detached, float32)
-    finite: bool
-    nonfinite_ids: list  # samples whose loss was not finite
-    skipped: bool
+    finite: bool  # False: the loss or the gradients were not finite and no update was made (the caller stops or skips)
+    nonfinite_ids: list  # samples whose loss was not finite (every sample of the batch for non-finite gradients)
 
 
 _TEACHERS: dict = {}  # (resolved path, mtime, size, device) -> Teacher: loaded once a process
@@ -272,7 +272,7 @@ def train_step(model, batch: Batch, optimizer, scaler, cfg: TrainConfig, device:
     loss, per_sample, _ = compute_loss(model, batch, device, cfg)
     bad = [batch.ids[i] for i in torch.nonzero(~torch.isfinite(per_sample.detach())).flatten().tolist()]
     if bad:
-        return StepResult(float("nan"), float("nan"), per_sample.detach().float().cpu(), False, bad, True)
+        return StepResult(float("nan"), float("nan"), per_sample.detach().float().cpu(), False, bad)
     scaler.scale(loss).backward()
     scaler.unscale_(optimizer)
     params = [p for p in model.parameters() if p.grad is not None]
@@ -281,12 +281,12 @@ def train_step(model, batch: Batch, optimizer, scaler, cfg: TrainConfig, device:
     if not math.isfinite(grad_norm):
         optimizer.zero_grad(set_to_none=True)
         scaler.update()
-        return StepResult(float(loss.detach()), grad_norm, per_sample.detach().float().cpu(), False, list(batch.ids), True)
+        return StepResult(float(loss.detach()), grad_norm, per_sample.detach().float().cpu(), False, list(batch.ids))
     scaler.step(optimizer)
     scaler.update()
     if scheduler is not None:
         scheduler.step()
-    return StepResult(float(loss.detach()), grad_norm, per_sample.detach().float().cpu(), True, [], False)
+    return StepResult(float(loss.detach()), grad_norm, per_sample.detach().float().cpu(), True, [])
 
 
 def decode(log_probs, out_lengths, beam_width: int = 1):

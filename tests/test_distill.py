@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness import distill_checks as distill
 from harness import faults
+from harness import distill_checks as distill
 from harness.causes import root_causes
 from harness.context import HarnessContext
 from harness.findings import FAIL, PASS, SKIP, WARN
@@ -23,6 +23,7 @@ from harness.suite import check_name, expand, run_check
 from model import training
 from model.config import TrainConfig
 from model.i3d import count_parameters
+from model.masking import pad_mask
 from model.registry import create_model, model_from_checkpoint_args
 from model.student import align_posteriors, distillation_loss, load_teacher, uniform_student_kl
 
@@ -120,7 +121,7 @@ def test_alignment_of_strides():
     probs = torch.rand(2, 8, 3).softmax(-1)
     lengths = torch.tensor([8, 6])
     # equal frame counts: identity
-    assert torch.equal(align_posteriors(probs, lengths, lengths, 8), probs * (torch.arange(8)[None, :, None] < lengths[:, None, None]))
+    assert torch.equal(align_posteriors(probs, lengths, lengths, 8), probs * pad_mask(lengths, 8)[:, :, None])
     # student stride 8 vs teacher stride 4: the average of each pair of teacher frames
     half = align_posteriors(probs, lengths, torch.tensor([4, 3]), 4)
     assert torch.allclose(half[0], probs[0].view(4, 2, 3).mean(1), atol=1e-6)

@@ -9,10 +9,14 @@ from data.layout import MODALITIES, input_dim
 from model import I3DConfig, I3DTeacher, create_model, model_from_checkpoint_args
 from model.ctc import ctc_loss_per_sample, uniform_ctc_loss
 from model.i3d import TEMPORAL_STRIDE, MaskedBatchNorm1d, count_parameters, expected_output_length, model_size_mb
+from model.masking import pad_mask
 from model.registry import list_models, register_model
 
-# Small widths keep these tests fast on CPU; the default size is only built where it is the point.
-TINY = dict(vocab_size=11, modality_dim=16, fusion_dim=32, conv_dim=32, stage_blocks=(1, 2), lstm_hidden=16, dropout=0.1)
+# The registered "i3d_tiny" widths keep these tests fast on CPU; the default size is only built where
+# it is the point. A second block at T/4 (stage_blocks (1, 2)) puts a residual block after the strided
+# one, so the padding tests cover masking at the output frame rate too.
+VOCAB = 11
+TINY_BLOCKS = (1, 2)
 REFERENCE_PARAMETERS = 7_287_581
 
 
@@ -21,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def tiny_model(seed=0, **overrides):
     torch.manual_seed(seed)
-    return create_model("i3d_teacher", **{**TINY, **overrides})
+    return create_model("i3d_tiny", **{"vocab_size": VOCAB, "stage_blocks": TINY_BLOCKS, **overrides})
 
 
 def random_batch(lengths, width, seed=0):
@@ -29,7 +33,7 @@ def random_batch(lengths, width, seed=0):
     g = torch.Generator().manual_seed(seed)
     lengths = torch.tensor(lengths, dtype=torch.long)
     x = torch.randn(len(lengths), int(lengths.max()), width, generator=g)
-    x[torch.arange(x.shape[1])[None, :] >= lengths[:, None]] = 0.0
+    x[~pad_mask(lengths, x.shape[1])] = 0.0
     return x, lengths
 
 
@@ -76,7 +80,7 @@ def test_padding_never_leaks(norm):
     lengths = [57, 1, 2, 3, 9, 24, 40, 56]
     x, lens = random_batch(lengths, input_dim(), seed=1)
     garbage = x.clone()
-    garbage[torch.arange(x.shape[1])[None, :] >= lens[:, None]] = 1e3  # what padding holds must not matter
+    garbage[~pad_mask(lens, x.shape[1])] = 1e3  # what padding holds must not matter
     with torch.no_grad():
         batched, out_lengths = model(x, lens)
         batched_garbage, _ = model(garbage, lens)
@@ -92,7 +96,7 @@ def test_masked_batch_norm_ignores_padding_and_tracks_valid_frames():
     norm = MaskedBatchNorm1d(4, momentum=1.0)  # momentum 1: running statistics = the last batch's
     x = torch.randn(3, 4, 10) * 3 + 2
     lengths = torch.tensor([10, 6, 2])
-    mask = torch.arange(10)[None, None, :] < lengths[:, None, None]
+    mask = pad_mask(lengths, 10)[:, None, :]
     garbage = x.masked_fill(~mask, 1e4)
     y = norm.train()(garbage, mask)
     valid = x.transpose(1, 2)[mask[:, 0]]  # (valid frames, C)
@@ -112,9 +116,9 @@ def test_masked_batch_norm_ignores_padding_and_tracks_valid_frames():
 def test_padded_frames_get_zero_gradient():
     model = tiny_model().train()
     x, lens = random_batch([30, 12, 5], input_dim(), seed=2)
-    x[torch.arange(x.shape[1])[None, :] >= lens[:, None]] = float("nan")  # even non-finite padding is inert
+    x[~pad_mask(lens, x.shape[1])] = float("nan")  # even non-finite padding is inert
     x.requires_grad_(True)
-    targets, target_lengths = random_targets([3, 2, 1], TINY["vocab_size"])
+    targets, target_lengths = random_targets([3, 2, 1], VOCAB)
     log_probs, out_lengths = model(x, lens)
     ctc_loss_per_sample(log_probs, out_lengths, targets, target_lengths).mean().backward()
     for b, length in enumerate(lens.tolist()):
@@ -126,7 +130,7 @@ def test_padded_frames_get_zero_gradient():
 def test_every_parameter_gets_a_finite_nonzero_gradient():
     model = tiny_model().train()
     x, lens = random_batch([40, 25, 8], input_dim(), seed=3)
-    targets, target_lengths = random_targets([4, 3, 1], TINY["vocab_size"])
+    targets, target_lengths = random_targets([4, 3, 1], VOCAB)
     log_probs, out_lengths = model(x, lens)
     ctc_loss_per_sample(log_probs, out_lengths, targets, target_lengths).mean().backward()
     for name, p in model.named_parameters():
@@ -140,9 +144,9 @@ def test_each_single_modality_builds_and_trains(modality):
     model = tiny_model(modalities=(modality,)).train()
     assert model.input_dim == input_dim(modality)
     x, lens = random_batch([20, 13], input_dim(modality), seed=4)
-    targets, target_lengths = random_targets([2, 1], TINY["vocab_size"])
+    targets, target_lengths = random_targets([2, 1], VOCAB)
     log_probs, out_lengths = model(x, lens)
-    assert log_probs.shape == (2, expected_output_length(20), TINY["vocab_size"])
+    assert log_probs.shape == (2, expected_output_length(20), VOCAB)
     assert torch.allclose(log_probs.exp().sum(-1), torch.ones(()), atol=1e-5)
     loss = ctc_loss_per_sample(log_probs, out_lengths, targets, target_lengths).mean()
     loss.backward()
@@ -173,7 +177,7 @@ def test_forward_features_and_head_compose_to_forward():
     with torch.no_grad():
         feats, out_lengths = model.forward_features(x, lens)
         log_probs, _ = model(x, lens)
-    assert feats.shape == (2, expected_output_length(16), 2 * TINY["lstm_hidden"])
+    assert feats.shape == (2, expected_output_length(16), 2 * model.config.lstm_hidden)
     assert torch.count_nonzero(feats[1, int(out_lengths[1]) :]) == 0  # packed LSTM leaves padding at zero
     assert torch.allclose(torch.log_softmax(model.forward_head(feats), -1), log_probs)
 
@@ -218,10 +222,36 @@ def test_rebuilt_from_checkpoint_args_gives_same_output():
         assert torch.equal(model(x, lens)[0], rebuilt(x, lens)[0])
 
 
+VARIANT_SIZES = {  # the sizes model/registry.py documents for each named variant of the teacher
+    "i3d_small": dict(modality_dim=32, fusion_dim=64, conv_dim=64, lstm_hidden=32, stage_blocks=(1, 1)),
+    "i3d_tiny": dict(modality_dim=16, fusion_dim=32, conv_dim=32, lstm_hidden=16, stage_blocks=(1, 1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANT_SIZES))
+def test_variant_builds_its_sizes_and_rebuilds_from_checkpoint_args(name):
+    sizes = VARIANT_SIZES[name]
+    assert name in list_models()
+    torch.manual_seed(0)
+    model = create_model(name, vocab_size=VOCAB, modalities=("pose", "hands")).eval()
+    assert isinstance(model, I3DTeacher) and {k: getattr(model.config, k) for k in sizes} == sizes
+    assert model.config.dropout == I3DConfig.dropout and model.config.norm == I3DConfig.norm  # the rest: the teacher's defaults
+    assert len(model.blocks) == sum(sizes["stage_blocks"]) and model.lstm.hidden_size == sizes["lstm_hidden"]
+    assert model.stem.conv.out_channels == sizes["conv_dim"] and model.fusion.mix[1].out_features == sizes["fusion_dim"]
+    assert create_model(name, vocab_size=VOCAB, conv_dim=48).config.conv_dim == 48  # overrides win over the variant's sizes
+    model_args = json.loads(json.dumps(dataclasses.asdict(model.config)))  # as a checkpoint stores it
+    rebuilt = model_from_checkpoint_args(name, model_args).eval()
+    assert rebuilt.config == model.config
+    rebuilt.load_state_dict(model.state_dict())
+    x, lens = random_batch([15, 7], input_dim(("pose", "hands")), seed=8)
+    with torch.no_grad():
+        assert torch.equal(model(x, lens)[0], rebuilt(x, lens)[0])
+
+
 def test_bfloat16_autocast_forward_backward():
     model = tiny_model().train()
     x, lens = random_batch([30, 12], input_dim(), seed=9)
-    targets, target_lengths = random_targets([3, 2], TINY["vocab_size"])
+    targets, target_lengths = random_targets([3, 2], VOCAB)
     torch.manual_seed(0)
     reference = ctc_loss_per_sample(*model(x, lens), targets, target_lengths)
     torch.manual_seed(0)  # same dropout masks

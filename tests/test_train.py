@@ -17,7 +17,6 @@ from data.synthetic import generate_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 VIDEOS = REPO.parent / "shared" / "data" / "videos"
-SMALL_MODEL = {"modality_dim": 16, "fusion_dim": 32, "conv_dim": 32, "lstm_hidden": 16, "stage_blocks": [1, 1]}
 
 
 def run_train(*args, timeout=600, env=None):
@@ -35,7 +34,7 @@ def small_corpus(tmp_path_factory):
 @pytest.fixture
 def small_config(tmp_path):
     path = tmp_path / "small.json"
-    path.write_text(json.dumps({"model_overrides": SMALL_MODEL, "batch_size": 4, "thresholds": {"overfit_steps": 1}}))
+    path.write_text(json.dumps({"model": "i3d_tiny", "batch_size": 4, "thresholds": {"overfit_steps": 1}}))
     return path
 
 

@@ -26,12 +26,12 @@ from data.synthetic import generate_corpus
 from model import evaluate as evaluate_mod
 from model import export as export_mod
 from model import recognize as recognize_mod
+from model.checkpoint import load_trained
 from model.decode import greedy_decode
 from tests.corpus_factory import make_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 VIDEOS = REPO.parent / "shared" / "data" / "videos"
-SMALL_MODEL = {"modality_dim": 16, "fusion_dim": 32, "conv_dim": 32, "lstm_hidden": 16, "stage_blocks": [1, 1]}
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -48,7 +48,7 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("use")
     corpus = generate_corpus(root / "corpus", seed=3, n_train=16, n_dev=4, n_test=4)
     config = root / "small.json"
-    config.write_text(json.dumps({"model_overrides": SMALL_MODEL, "batch_size": 4}))
+    config.write_text(json.dumps({"model": "i3d_tiny", "batch_size": 4}))
     out = root / "run"
     r = subprocess.run(
         [sys.executable, str(REPO / "train.py"), "--threads", "1", "--data_dir", str(corpus), "--config", str(config),
@@ -194,7 +194,7 @@ def test_recognize_npy_gives_evaluates_greedy_hypotheses_and_ctc_spans(run, tmp_
     results = json.loads(out.read_text())
     assert [r["input"] for r in results] == [str(p) for p in inputs]
     assert any(r["glosses"] for r in results)
-    trained = evaluate_mod.load_trained(run.busy)
+    trained = load_trained(run.busy)
     for path, res in zip(inputs, results):
         assert res["glosses"] == hyps[path.stem] and res["decoder"] == "greedy" and res["kind"] == "npy"
         assert res["stride"] == 4 and res["frames"] == np.load(path).shape[0]
@@ -279,7 +279,7 @@ def test_export_matches_pytorch_on_padded_batches(run, fmt, tmp_path, capsys):
     worst = float(re.search(r"max abs difference (\S+) \(goal", out).group(1))
     assert worst <= 1e-4
     # independently of the command's own check: test-split samples (not those it exported or checked with)
-    trained = evaluate_mod.load_trained(run.busy)
+    trained = load_trained(run.busy)
     runner = export_mod.Runner(fmt, target)
     for ids in (["demo-test-0000", "demo-test-0001", "demo-test-0002"], ["demo-test-0003"], [("demo-test-0002", 3), "demo-test-0003"],
                 [("demo-test-0001", 1)]):
@@ -298,7 +298,7 @@ def test_batch_transform_travels_with_the_checkpoint(run, tmp_path, capsys):
     ckpt["config"]["batch_transform"] = "harness.faults:per_sample_zscore"
     path = tmp_path / "with_transform.pt"
     torch.save(ckpt, path)
-    trained = evaluate_mod.load_trained(path)
+    trained = load_trained(path)
     assert trained.cfg.batch_transform == "harness.faults:per_sample_zscore"
     sample = run.corpus / "features" / "demo-test-0001.npy"
     out = tmp_path / "rec.json"
@@ -315,7 +315,7 @@ def test_batch_transform_travels_with_the_checkpoint(run, tmp_path, capsys):
 def test_export_parity_check_catches_a_different_model(run, tmp_path, capsys):
     target = tmp_path / "best.onnx"
     assert call(export_mod.main, [run.best, "--format", "onnx", "--out", target], capsys)[0] == 0
-    busy = evaluate_mod.load_trained(run.busy)
+    busy = load_trained(run.busy)
     batches, _ = export_mod.parity_batches(busy)
     rows = export_mod.check_parity(busy, export_mod.Runner("onnx", target), batches)
     assert max(r.max_abs_diff for r in rows) > 1e-2  # the file holds best.pt, compared against busy.pt
@@ -359,7 +359,7 @@ def bad(run):
     ("evil.pkl", "it was not unpickled"),
     ("evil_zip.pt", "refused without running it"),
     ("foreign.pt", "not a train.py checkpoint"),
-    ("other_model.pt", "weights do not fit model 'i3d_teacher'"),
+    ("other_model.pt", "weights do not fit model 'i3d_tiny'"),
     ("unknown_model.pt", "cannot rebuild model 'resnet_teacher'"),
     ("missing.pt", "no such checkpoint file"),
 ])
