@@ -76,7 +76,7 @@ def read_input(path, model_complexity: int = 1) -> Landmarks:
             raise UsageError(str(exc)) from None
         return Landmarks(raw, None, "npy", time.perf_counter() - t0)
     if path.is_file() and suffix == POSE_SUFFIX:
-        from data.convert import ConvertError, _pose_array_and_fps
+        from data.convert.pose import ConvertError, _pose_array_and_fps
 
         try:
             raw, fps = _pose_array_and_fps(path)
