@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     proc = start_process(cfg, args)
     out = Path(cfg.output_dir)
 
-    # ------------------------------------------------------------------ the gate (before training reads anything)
+    # ------------------------------------------------------------------ the gate: the harness checks this configuration first
     if not gate_passed(cfg, args.skip_gate, proc, out):
         return 1
 
