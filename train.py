@@ -515,7 +515,7 @@ PLATEAU_EPOCHS = 3  # epochs in a row with >= PLATEAU_BLANK_SHARE of the dev fra
 
 def blank_plateau(rows: list[dict]) -> str:
     """A warning when the last PLATEAU_EPOCHS epochs decoded dev as (almost) nothing but blanks."""
-    from harness.training_checks import PLATEAU_BLANK_SHARE
+    from harness.checks.training import PLATEAU_BLANK_SHARE
 
     last = [r.get("dev_blank_share", 0.0) for r in rows[-PLATEAU_EPOCHS:]]
     if len(last) < PLATEAU_EPOCHS or min(last) < PLATEAU_BLANK_SHARE or (len(rows) > PLATEAU_EPOCHS and rows[-PLATEAU_EPOCHS - 1].get("dev_blank_share", 0.0) >= PLATEAU_BLANK_SHARE):

@@ -156,7 +156,7 @@ class HarnessContext:
     def probe_indices(self, method: str | None = None, k_random: int = 4, split: str = "train") -> list[int]:
         """Indices into a split's dataset: its longest, shortest, most-missing and largest-valued
         samples, then `k_random` random ones."""
-        from harness.training_checks import extreme_indices
+        from harness.checks.training import extreme_indices
 
         return extreme_indices(self.scan.files, self.split_records(split), k_random=k_random, seed=self.cfg.seed)
 

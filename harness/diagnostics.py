@@ -7,13 +7,14 @@ import torch
 
 from data.dataset import Batch
 from data.layout import modality_widths
-from harness.model_checks import first_nonfinite_module
-from model.ctc import ctc_loss_per_sample, uniform_ctc_loss
+from harness.checks.model import losses_at_init
+from harness.probes import first_nonfinite_module
+from model.masking import pad_mask
 
 
 def modality_summary(batch: Batch, modalities) -> list[tuple]:
     """(modality, width, mean, std, min, max) over the valid (unpadded) frames of a batch."""
-    valid = torch.arange(batch.features.shape[1], device=batch.lengths.device)[None] < batch.lengths[:, None]
+    valid = pad_mask(batch.lengths, batch.features.shape[1])
     x = batch.features[valid].float()  # (frames, F)
     rows, start = [], 0
     widths = modality_widths(modalities) if modalities is not None else {"all": x.shape[1]}  # None: not the layout
@@ -30,11 +31,7 @@ def first_batch_report(model, batch: Batch, modalities, vocab_size: int) -> str:
     for name, width, mean, std, lo, hi in modality_summary(batch, modalities):
         lines.append(f"  {name:<9} {width:>6} {mean:>9.3f} {std:>9.3f} {lo:>9.3f} {hi:>9.3f}")
     was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        log_probs, out_lengths = model(batch.features, batch.lengths)
-        loss = ctc_loss_per_sample(log_probs, out_lengths, batch.targets, batch.target_lengths)
-        uniform = uniform_ctc_loss(out_lengths, batch.targets, batch.target_lengths, vocab_size)
+    loss, uniform, out_lengths = losses_at_init(model, batch, vocab_size)  # what check_loss_at_init judges
     model.train(was_training)
     lines.append(f"  loss at init {float(loss.mean()):.3f} (uniform prediction {float(uniform.mean()):.3f})")
     lines.append(f"  output lengths {out_lengths.tolist()} vs target lengths {batch.target_lengths.tolist()}")

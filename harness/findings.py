@@ -70,6 +70,11 @@ def status_from(fail: bool, warn: bool = False) -> str:
     return FAIL if fail else WARN if warn else PASS
 
 
+def table(columns, rows) -> dict:
+    """A finding's table (Finding.tables values): {"columns": [...], "rows": [[...], ...]}."""
+    return {"columns": list(columns), "rows": [list(r) for r in rows]}
+
+
 def format_findings(findings) -> str:
     """The closing table (check, status, key figure), then each failed check with its cause, its
     samples, features and hint, then each warning, then the reasons of skipped checks. Findings as Finding or JSON dicts."""

@@ -15,13 +15,13 @@ from typing import Callable
 from data.layout import input_dim as layout_input_dim
 from data.normalize import METHODS
 from harness.context import HarnessContext
-from harness.data_checks import check_clean_features, check_ctc_feasibility, check_labels, check_normalization
-from harness.distill_checks import check_distill_loss, check_teacher, check_teacher_competence, check_teacher_frozen, no_teacher
+from harness.checks.data import check_clean_features, check_ctc_feasibility, check_labels, check_normalization
+from harness.checks.distill import check_distill_loss, check_teacher, check_teacher_competence, check_teacher_frozen, no_teacher
+from harness.checks.input import check_contract, check_model_input
+from harness.checks.model import check_batch_size, check_forward, check_gradients, check_loss_at_init, check_modalities
+from harness.checks.shift import check_shift
+from harness.checks.training import check_overfit, check_smoke
 from harness.findings import FAIL, SKIP, Finding
-from harness.input_checks import check_contract, check_model_input
-from harness.shift_checks import check_shift
-from harness.model_checks import check_batch_size, check_forward, check_gradients, check_loss_at_init, check_modalities
-from harness.training_checks import check_overfit, check_smoke
 from model.components import ComponentError
 from model.config import TrainConfig
 
@@ -132,7 +132,7 @@ CHECKS: tuple[Check, ...] = (
     Check("gradients", lambda ctx, _: check_gradients(ctx.model(), ctx.probe_batch(), ctx.thresholds)),
     Check("batch_size", _batch_size, params=lambda cfg, _: BATCH_SIZES),
     Check("modalities", _modalities, skip=_needs_layout),
-    # distillation (harness/distill_checks.py): only with a configured teacher
+    # distillation (harness/checks/distill.py): only with a configured teacher
     Check("teacher", lambda ctx, _: check_teacher(ctx), skip=no_teacher),
     Check("teacher_competence", lambda ctx, _: check_teacher_competence(ctx), skip=no_teacher),
     Check("distill_loss", lambda ctx, _: check_distill_loss(ctx), skip=no_teacher),

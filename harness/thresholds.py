@@ -17,12 +17,20 @@ DEFAULTS = {
     "max_abs_z": 10.0,
     # a train-split channel with std below this is "constant"; the normalization floor must cover it
     "min_channel_std": 1e-4,
+    # share of a file's hand landmarks (either hand) stored as exact zeros above which the file
+    # counts as storing undetected hands as 0 instead of NaN (warned)
+    "zero_filled_hands": 0.05,
+    # a std (train channel, or the normalization's std floor) below this is ~0: dividing by it
+    # gives 0/0 or x/0
+    "zero_std": 1e-6,
     # model input: z-scores beyond this are not "normalized" any more; the clip default is 20
     "max_abs_input": 50.0,
     # share of model-input values sitting at the clip bound before the clip is hiding a problem
     "max_clipped_fraction": 0.001,
-    # relative tolerance when comparing the model input with one application of the normalization
+    # relative and absolute tolerance when comparing the model input with one application of the
+    # normalization (the absolute one for values near 0)
     "normalize_once_rtol": 1e-4,
+    "normalize_once_atol": 1e-4,
     # |logsumexp(log_probs)| above this: the head does not output log-probabilities
     "logprob_norm_tol": 1e-3,
     # loss at init vs the CTC loss of a uniform prediction: allowed ratio band
@@ -44,14 +52,24 @@ DEFAULTS = {
     # overfit: optimisation steps allowed to reach 0% WER on the tiny subset
     "overfit_steps": 300,
     "overfit_samples": 4,
+    # share of the valid output frames decoded as blank at which CTC counts as stuck on its
+    # all-blank plateau (the overfit check; train.py warns on the dev split at the same share)
+    "plateau_blank_share": 0.95,
+    # overfit: a best WER at or above this means the run learned nothing it can decode (on the
+    # plateau, or a decoder that reads the output differently from the loss)
+    "overfit_stuck_wer": 0.9,
     # shift between splits (warn only): a hand's presence rate differing by more than this
     # (absolute share of frames); the share of samples led by the right hand; hand speed and
     # length ratios outside 1/ratio..ratio; the signer's median position moved by more than this
-    # share of the frame. Values and what they measured: see harness/shift_checks.py.
+    # share of the frame. Values and what they measured: see harness/checks/shift.py.
     "shift_presence": 0.2,
     "shift_handedness": 0.3,
     "shift_ratio": 1.5,
     "shift_position": 0.15,
+    # handedness: a hand leads a sample when it moves at least this many times as much as the
+    # other (or alone); a split needs this many samples led by one hand before it is compared
+    "shift_hand_lead": 1.5,
+    "shift_min_led": 3,
     # A teacher with more than half of the words of its dev probe sentences wrong is not worth
     # distilling from: its frame posteriors mislead the student about where glosses are more often
     # than they help. What this separates, measured on the small demo corpus (24 train sentences,
@@ -64,6 +82,11 @@ DEFAULTS = {
     # (classifier weights std 0.01, zero bias), so the ratio is ~1 (measured 0.98-1.02); the band is
     # that of loss_at_init. A KL missing its T^2 gives 1/T^2 (0.25 at T = 2), one summed over frames ~T'.
     "distill_init_ratio": (0.5, 2.0),
+    # below this (times T^2) the teacher's tempered posteriors are ~uniform: nothing to distil (warned)
+    "min_teacher_kl": 1e-3,
+    # global statistics of teacher and student train splits agree when every channel's mean differs
+    # by less than this share of its std, and every std by less than this relative amount
+    "teacher_stats_tol": 0.01,
     # length distribution: fewer frames than this is suspicious for a sentence
     "min_frames": 4,
     # share of a modality missing above which the check warns
@@ -72,9 +95,9 @@ DEFAULTS = {
 
 
 def resolve(overrides: dict | None = None) -> dict:
-    t = dict(DEFAULTS)
+    thresholds = dict(DEFAULTS)
     for k, v in (overrides or {}).items():
         if k not in DEFAULTS:
             raise ValueError(f"unknown harness threshold {k!r}; known: {sorted(DEFAULTS)}")
-        t[k] = type(DEFAULTS[k])(v) if not isinstance(DEFAULTS[k], tuple) else tuple(v)
-    return t
+        thresholds[k] = type(DEFAULTS[k])(v) if not isinstance(DEFAULTS[k], tuple) else tuple(v)
+    return thresholds

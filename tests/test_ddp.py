@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.bench import SMALL_MODEL
 from model import training
 from model.config import load_config
 
@@ -86,7 +85,7 @@ def _ddp_worker(rank: int, world: int, port: int, corpus: str, out_dir: str) -> 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        cfg = TrainConfig(data_dir=corpus, model_overrides=SMALL_MODEL, batch_size=4, device="cpu")
+        cfg = TrainConfig(data_dir=corpus, model="i3d_small", batch_size=4, device="cpu")
         data = training.build_data(cfg)
         ds = data.splits["train"]
         device = torch.device("cpu")
@@ -131,7 +130,7 @@ def test_ranks_end_with_identical_weights(small_corpus, tmp_path):
 @pytest.mark.slow
 def test_train_py_under_torchrun_two_processes(small_corpus, tmp_path):
     config = tmp_path / "small.json"
-    config.write_text(json.dumps({"model_overrides": SMALL_MODEL}))
+    config.write_text(json.dumps({"model": "i3d_small"}))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py", "--skip-gate",
            "--epochs", "1", "--data_dir", str(small_corpus), "--config", str(config), "--output_dir", str(out), "--beam_width", "1"]

@@ -1,4 +1,4 @@
-"""Teacher -> student (model/student.py, harness/distill_checks.py): the student's contract under the
+"""Teacher -> student (model/student.py, harness/checks/distill.py, harness/faults/distill.py): the student's contract under the
 harness, the distillation loss (KL at T, alignment of strides), the frozen teacher, each distillation
 check failing on its fault and passing on a healthy setup, train.py --teacher end to end."""
 import dataclasses
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from harness import faults
-from harness import distill_checks as distill
+from harness.faults import distill
 from harness.causes import root_causes
 from harness.context import HarnessContext
 from harness.findings import FAIL, PASS, SKIP, WARN

@@ -477,7 +477,7 @@ def test_corrupt_input_is_reported_and_the_rest_extracted_with_two_workers(sampl
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_extraction_benchmark_runs_and_reports_consistent_figures():
-    from data.extract_bench import GOALS, bench_extraction
+    from benchmarks.extract_bench import GOALS, bench_extraction
 
     result = bench_extraction([_video("sample_video.mp4")], repeats=1, copies=2)
     assert result["frames_per_pass"] == 9 and result["parallel_frames"] == 18

@@ -1,4 +1,4 @@
-"""The fault catalogue (harness/faults.py): every injected fault is caught by its expected
+"""The fault catalogue (harness/faults/): every injected fault is caught by its expected
 check, whose message names the cause (and the samples / modality / features where they apply);
 the healthy pipeline raises no false alarm, on the demo corpus and on real Kaggle landmarks."""
 import json

@@ -23,11 +23,11 @@ from data.corpus import read_manifest, write_manifest
 from data.dataset import collate
 from data.layout import LAYOUT, describe_column
 from harness.context import HarnessContext
-from harness.data_checks import check_normalization
-from harness.faults import LOOP_ZSCORE, SMALL_MODEL, hide_hand, kaggle_corpus, small_demo_corpus, without_std_floor, Setup
+from harness.checks.data import check_normalization
+from harness.faults import LOOP_ZSCORE, hide_hand, kaggle_corpus, small_demo_corpus, without_std_floor, Setup
 from harness.findings import FAIL
-from harness.model_checks import check_forward
-from harness.training_checks import check_smoke
+from harness.checks.model import check_forward
+from harness.checks.training import check_smoke
 from model import training
 from model.config import TrainConfig
 
@@ -66,7 +66,7 @@ def incident_corpus(tmp_path_factory) -> tuple[Path, str]:
 def report_config(corpus, model: str = "small", **changes) -> TrainConfig:
     """The report's full training: global z-score, zero-fill, batch 2, lr 5e-4, no clip."""
     settings = dict(data_dir=str(corpus), device="cpu", impute="zero", normalize="global", clip=0.0, batch_size=2, lr=5e-4,
-                    model_overrides={} if model == "default" else dict(SMALL_MODEL))
+                    model="i3d_teacher" if model == "default" else "i3d_small")
     return TrainConfig(**{**settings, **changes})
 
 

@@ -1,9 +1,9 @@
 """Scale: the streaming compat data pass and the dataset keep memory independent of corpus size.
 
 Corpora are generated into a temporary directory (never stored in the repo) and measured in
-child processes (harness.bench.run_child), whose peak resident memory is their own. Sizes
+child processes (benchmarks/children.py: run_child), whose peak resident memory is their own. Sizes
 compared are 10x apart; memory must not follow. The 1M-frame run is
-`python -m harness.bench --scale 1000000` (not a test: ~3 GB of files).
+`python benchmarks/bench.py --scale 1000000` (not a test: ~3 GB of files).
 """
 import shutil
 
@@ -13,7 +13,8 @@ import pytest
 from data.corpus import Corpus
 from data.dataset import MediaPipeFeatureDataset
 from data.layout import FEATURE_DIM, RAW_DIM
-from harness.bench import run_child, write_synthetic_corpus
+from benchmarks.children import run_child
+from benchmarks.corpora import write_synthetic_corpus
 
 FRAMES = 200  # a sample; 500 samples = 100k frames (~330 MB of float16 files)
 # peak resident memory of the 10x larger corpus over the smaller one: streaming means ~1; the

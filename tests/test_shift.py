@@ -6,7 +6,7 @@ from data.corpus import Corpus, atomic_save_npy, read_manifest
 from data.layout import LAYOUT
 from harness.findings import PASS, WARN
 from harness.scan import scan_corpus
-from harness.shift_checks import check_shift
+from harness.checks.shift import check_shift
 from harness.thresholds import resolve
 from tests.corpus_factory import make_corpus
 

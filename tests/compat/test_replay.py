@@ -2,7 +2,7 @@
 non-finite value becomes a check that names the module and the samples."""
 import pytest
 
-from harness.model_checks import check_replay
+from harness.replay import check_replay
 
 
 @pytest.mark.compat

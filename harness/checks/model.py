@@ -4,7 +4,6 @@ a Finding out. They call the same model/ and model.training functions training c
 """
 from __future__ import annotations
 
-import io
 import math
 import time
 from collections import OrderedDict
@@ -14,59 +13,17 @@ import torch
 
 from data.dataset import Batch, collate
 from data.layout import modality_widths
-from harness.findings import Finding, status_from
-from harness.thresholds import DEFAULTS
+from harness.findings import Finding, status_from, table
+from harness.plots import bar_png
+from harness.probes import first_nonfinite_module, nonfinite_inputs
 from model.ctc import ctc_loss_per_sample, uniform_ctc_loss
-
-
-def _table(columns, rows) -> dict:
-    return {"columns": list(columns), "rows": [list(r) for r in rows]}
-
-
-def _valid_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
-    return torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
-
-
-# ----------------------------------------------------------------------------- probes
-
-
-def first_nonfinite_module(model: torch.nn.Module, features: torch.Tensor, lengths: torch.Tensor):
-    """Run a forward pass with hooks; return (module name, class, share non-finite) of the first
-    module, in execution order, whose output holds NaN/Inf; None if all outputs are finite."""
-    found = []
-
-    def hook(name):
-        def fn(module, inputs, output):
-            if found:
-                return
-            tensors = output if isinstance(output, (tuple, list)) else (output,)
-            for tensor in tensors:
-                data = getattr(tensor, "data", tensor)  # PackedSequence has .data
-                if torch.is_tensor(data) and data.is_floating_point() and not torch.isfinite(data).all():
-                    found.append((name or "<model>", type(module).__name__, float((~torch.isfinite(data)).float().mean())))
-                    return
-
-        return fn
-
-    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if n]
-    try:
-        with torch.no_grad():
-            model(features, lengths)
-    finally:
-        for h in handles:
-            h.remove()
-    return found[0] if found else None
-
-
-def _nonfinite_inputs(batch: Batch) -> list[str]:
-    bad = ~torch.isfinite(batch.features)
-    return [batch.ids[i] for i in sorted(set(torch.nonzero(bad)[:, 0].tolist()))] if bad.any() else []
+from model.masking import pad_mask
 
 
 # ----------------------------------------------------------------------------- 4. forward pass
 
 
-def check_forward(model, batch: Batch, t: dict, label: str = "") -> Finding:
+def check_forward(model, batch: Batch, thresholds: dict, label: str = "") -> Finding:
     """Every module's output finite (hooks name the first that is not), log-probs normalised,
     output lengths equal to model.output_lengths()."""
     start = time.perf_counter()
@@ -85,19 +42,19 @@ def check_forward(model, batch: Batch, t: dict, label: str = "") -> Finding:
     first = first_nonfinite_module(model, batch.features, batch.lengths)
     if first is not None:
         name, cls, share = first
-        bad_in = _nonfinite_inputs(batch)
+        bad_in = nonfinite_inputs(batch)
         cause = "the input already holds NaN/Inf" if bad_in else f"first non-finite output at module '{name}' ({cls}), {share:.1%} of its values"
         fails.append(f"forward pass not finite: {cause}")
         samples = bad_in or list(batch.ids)
         modality = name.split(".")[2] if name.startswith("fusion.proj.") else ""
         values["first_nonfinite_module"] = name
-    valid = _valid_mask(out_lengths, log_probs.shape[1])
+    valid = pad_mask(out_lengths, log_probs.shape[1])
     lse = torch.logsumexp(log_probs.float(), dim=-1)[valid]
     norm_err = float((lse.abs()).max()) if lse.numel() and torch.isfinite(lse).all() else float("inf")
     values["logsumexp_max_abs"] = norm_err
-    if first is None and norm_err > t["logprob_norm_tol"]:
+    if first is None and norm_err > thresholds["logprob_norm_tol"]:
         # a log_softmax over the wrong axis still normalises, just over time instead of the vocabulary
-        over_time = float(torch.logsumexp(log_probs.float(), dim=1).abs().max()) < t["logprob_norm_tol"]
+        over_time = float(torch.logsumexp(log_probs.float(), dim=1).abs().max()) < thresholds["logprob_norm_tol"]
         why = "log_softmax taken over the time axis, not the vocabulary" if over_time else "raw logits given to CTC?"
         fails.append(f"the output is not log-probabilities: logsumexp over the vocabulary is {norm_err:.3g}, not 0 ({why})")
     values["key"] = f"|logsumexp| {norm_err:.1e}"
@@ -105,7 +62,7 @@ def check_forward(model, batch: Batch, t: dict, label: str = "") -> Finding:
         check=f"forward{label}",
         status=status_from(bool(fails)),
         summary="; ".join(fails) or f"{len(batch)} samples: all module outputs finite, log-probs normalised, output lengths exact",
-        hint=("the model input is not finite: fix it first (the model_input and normalization checks name where it is born)" if samples and _nonfinite_inputs(batch)
+        hint=("the model input is not finite: fix it first (the model_input and normalization checks name where it is born)" if samples and nonfinite_inputs(batch)
               else "apply log_softmax at the head; make output_lengths follow every strided layer; find the module named above") if fails else "",
         values=values,
         samples=samples,
@@ -117,20 +74,27 @@ def check_forward(model, batch: Batch, t: dict, label: str = "") -> Finding:
 # ----------------------------------------------------------------------------- 5. loss at init
 
 
-def check_loss_at_init(model, batch: Batch, vocab_size: int, t: dict) -> Finding:
-    """Per-sample CTC loss finite, and close to the loss of a uniform prediction of the same lengths."""
-    start = time.perf_counter()
+def losses_at_init(model, batch: Batch, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(per-sample CTC loss of the model's eval-mode output, per-sample CTC loss of a uniform
+    prediction of the same output lengths, output lengths) on `batch`. Leaves the model in eval mode."""
     model.eval()
     with torch.no_grad():
         log_probs, out_lengths = model(batch.features, batch.lengths)
         losses = ctc_loss_per_sample(log_probs, out_lengths, batch.targets, batch.target_lengths)
         uniform = uniform_ctc_loss(out_lengths, batch.targets, batch.target_lengths, vocab_size)
+    return losses, uniform, out_lengths
+
+
+def check_loss_at_init(model, batch: Batch, vocab_size: int, thresholds: dict) -> Finding:
+    """Per-sample CTC loss finite, and close to the loss of a uniform prediction of the same lengths."""
+    start = time.perf_counter()
+    losses, uniform, out_lengths = losses_at_init(model, batch, vocab_size)
     bad = [batch.ids[i] for i in torch.nonzero(~torch.isfinite(losses)).flatten().tolist()]
     # a CTC negative log-likelihood of a non-empty target is > 0; exactly 0 means an infinite
     # (infeasible) loss was zeroed, as zero_infinity=True does
     zeroed = [batch.ids[i] for i in range(len(batch)) if float(losses[i]) == 0.0 and int(batch.target_lengths[i]) > 0]
     ratio = float(losses[torch.isfinite(losses)].mean() / uniform[torch.isfinite(losses)].mean()) if len(bad) < len(batch) else float("nan")
-    lo, hi = t["init_loss_ratio"]
+    lo, hi = thresholds["init_loss_ratio"]
     fails = []
     if bad:
         short = [batch.ids[i] for i in range(len(batch)) if int(out_lengths[i]) < int(batch.target_lengths[i])]
@@ -152,7 +116,7 @@ def check_loss_at_init(model, batch: Batch, vocab_size: int, t: dict) -> Finding
         hint="check CTC feasibility and the head's initialisation (small weights, zero bias)" if fails else "",
         values={"key": f"ratio {ratio:.2f}", "ratio_to_uniform": ratio, "mean_loss": float(losses[torch.isfinite(losses)].mean()) if len(bad) < len(batch) else float("nan")},
         samples=bad,
-        tables={"Loss at init per sample (per target gloss)": _table(["id", "loss", "uniform"], rows)},
+        tables={"Loss at init per sample (per target gloss)": table(["id", "loss", "uniform"], rows)},
         seconds=time.perf_counter() - start,
     )
 
@@ -172,7 +136,7 @@ def layer_grad_norms(model) -> "OrderedDict[str, float]":
     return OrderedDict((k, math.sqrt(v)) for k, v in norms.items())
 
 
-def check_gradients(model, batch: Batch, t: dict) -> Finding:
+def check_gradients(model, batch: Batch, thresholds: dict) -> Finding:
     """Finite; global and per-layer norms; every parameter gets a gradient; vanishing/exploding
     layers by ratio to the median layer; padded input frames get exactly zero gradient."""
     start = time.perf_counter()
@@ -196,18 +160,18 @@ def check_gradients(model, batch: Batch, t: dict) -> Finding:
             fails.append(f"non-finite gradients in {len(nonfinite)} parameter(s), first {nonfinite[0]}")
         if dead:
             fails.append(f"{len(dead)} parameter(s) get no gradient (dead branch), e.g. {dead[0]}")
-        if global_norm > t["max_global_grad_norm"]:
-            fails.append(f"global gradient norm {global_norm:.3g} > {t['max_global_grad_norm']:g} (exploding)")
+        if global_norm > thresholds["max_global_grad_norm"]:
+            fails.append(f"global gradient norm {global_norm:.3g} > {thresholds['max_global_grad_norm']:g} (exploding)")
         finite_norms = [v for v in norms.values() if v > 0 and math.isfinite(v)]
         if finite_norms:
             median = float(np.median(finite_norms))
-            hi = [k for k, v in norms.items() if v > median * t["layer_grad_ratio"]]
-            lo = [k for k, v in norms.items() if 0 < v < median / t["layer_grad_ratio"]]
+            hi = [k for k, v in norms.items() if v > median * thresholds["layer_grad_ratio"]]
+            lo = [k for k, v in norms.items() if 0 < v < median / thresholds["layer_grad_ratio"]]
             if hi:
-                warns.append(f"exploding layers (>{t['layer_grad_ratio']:g}x median norm): {hi}")
+                warns.append(f"exploding layers (>{thresholds['layer_grad_ratio']:g}x median norm): {hi}")
             if lo:
-                warns.append(f"vanishing layers (<1/{t['layer_grad_ratio']:g} of median norm): {lo}")
-        pad = ~_valid_mask(batch.lengths, x.shape[1])
+                warns.append(f"vanishing layers (<1/{thresholds['layer_grad_ratio']:g} of median norm): {lo}")
+        pad = ~pad_mask(batch.lengths, x.shape[1])
         if x.grad is not None and pad.any():
             leak = float(x.grad[pad].abs().max())
             if leak > 0:
@@ -227,8 +191,8 @@ def check_gradients(model, batch: Batch, t: dict) -> Finding:
         samples=samples,
         modality=modality,
         features=dead[:50] + nonfinite[:50],
-        tables={"Gradient norm by layer": _table(["layer", "grad norm"], rows)},
-        plots={"Gradient norm by layer": _bar_png(list(norms), list(norms.values()), "gradient norm (log)", log=True)},
+        tables={"Gradient norm by layer": table(["layer", "grad norm"], rows)},
+        plots={"Gradient norm by layer": bar_png(list(norms), list(norms.values()), "gradient norm (log)", log=True)},
         seconds=time.perf_counter() - start,
     )
 
@@ -236,7 +200,7 @@ def check_gradients(model, batch: Batch, t: dict) -> Finding:
 # ----------------------------------------------------------------------------- 8. batch sizes
 
 
-def check_batch_size(model, samples: list, t: dict, device=None, to_input=None) -> Finding:
+def check_batch_size(model, samples: list, thresholds: dict, device=None, to_input=None) -> Finding:
     """Forward and backward work for len(samples); in eval mode each sample's output equals its
     output alone (padding does not leak). `to_input` (batch -> batch) is what training applies
     between loader and model (device, batch_transform); a leak it causes is named as its own."""
@@ -267,12 +231,12 @@ def check_batch_size(model, samples: list, t: dict, device=None, to_input=None) 
             alone, _ = model(single.features, single.lengths)
             diff = float((together[i, : out_len[i]] - alone[0, : out_len[i]]).abs().max())
             worst = max(worst, diff)
-            if diff > t["padding_atol"]:
+            if diff > thresholds["padding_atol"]:
                 leaking.append(s.id)
     if leaking:
         where = (
             f": the model input itself differs (by up to {input_leak:.3g}), so the step between loader and model "
-            "(batch_transform) takes statistics over padded frames" if input_leak > t["padding_atol"] else ""
+            "(batch_transform) takes statistics over padded frames" if input_leak > thresholds["padding_atol"] else ""
         )
         fails.append(f"padding leaks: {len(leaking)} sample(s) give different log-probs alone and in a padded batch (max diff {worst:.3g}){where}")
     return Finding(
@@ -336,124 +300,6 @@ def check_modalities(full_model, batch: Batch, build_single, modalities) -> Find
         hint=f"look at the fusion branch of '{bad}' (detached or unused projection?)" if fails else "",
         values={"key": f"{len(modalities)} modalities", "input_grad": grads},
         modality=bad,
-        tables={"Modalities": _table(["modality", "width", "loss alone", "finite", "mean |grad| in full model"], rows)},
+        tables={"Modalities": table(["modality", "width", "loss alone", "finite", "mean |grad| in full model"], rows)},
         seconds=time.perf_counter() - start,
     )
-
-
-# ----------------------------------------------------------------------------- plots
-
-
-def _bar_png(labels, values, ylabel: str, log: bool = False) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 3))
-    ax.bar(range(len(values)), [max(v, 1e-12) for v in values])
-    ax.set_xticks(range(len(values)), labels, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel(ylabel)
-    if log:
-        ax.set_yscale("log")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def curve_png(series: dict, xlabel: str, ylabel: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3))
-    for name, ys in series.items():
-        ax.plot(range(1, len(ys) + 1), ys, label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-# ----------------------------------------------------------------------------- replay
-
-
-def check_replay(path) -> Finding:
-    """Re-run a batch that train.py saved when it met a non-finite value (nonfinite_batch.pt):
-    rebuild the model from the saved arguments and state, and name the module and samples."""
-    from model.registry import model_from_checkpoint_args
-
-    start = time.perf_counter()
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    model = model_from_checkpoint_args(payload["model_name"], payload["model_args"])
-    model.load_state_dict(payload["model_state"])
-    model.eval()
-    batch = Batch(payload["features"], payload["lengths"], payload["targets"], payload["target_lengths"], list(payload["ids"]), [()] * len(payload["ids"]), payload["normalization"])
-    fails, samples, values = [], [], {"step": payload["step"], "epoch": payload["epoch"]}
-    bad_in = _nonfinite_inputs(batch)
-    if bad_in:
-        fails.append(f"input features are non-finite for samples {bad_in}")
-        samples += bad_in
-    first = first_nonfinite_module(model, batch.features, batch.lengths)
-    if first:
-        fails.append(f"first non-finite output at module '{first[0]}' ({first[1]}, {first[2]:.1%} of values)")
-        values["first_nonfinite_module"] = first[0]
-    with torch.no_grad():
-        log_probs, out_lengths = model(batch.features, batch.lengths)
-        losses = ctc_loss_per_sample(log_probs, out_lengths, batch.targets, batch.target_lengths)
-    bad_loss = [batch.ids[i] for i in torch.nonzero(~torch.isfinite(losses)).flatten().tolist()]
-    if bad_loss:
-        infeasible = [batch.ids[i] for i in range(len(batch)) if int(out_lengths[i]) < int(batch.target_lengths[i])]
-        why = f" (CTC-infeasible: output shorter than target for {infeasible})" if infeasible else ""
-        fails.append(f"CTC loss non-finite for samples {bad_loss}{why}")
-        samples += bad_loss
-    if not fails:
-        # forward and loss are finite in eval mode: the failure lives in the backward pass or in
-        # training-mode layers (dropout); check the gradients the same way training computes them
-        grad = check_gradients(model, batch, DEFAULTS)
-        if not grad.ok:
-            fails.append(f"backward pass: {grad.summary}")
-    return Finding(
-        check="replay",
-        status=status_from(bool(fails)),
-        summary="; ".join(fails) or "the saved batch replays finite: the failure did not reproduce (optimizer state or AMP?)",
-        hint="fix the named samples (clean-features / CTC feasibility checks) or the named module" if fails else "",
-        values=values,
-        samples=list(dict.fromkeys(samples or payload["ids"])),
-        seconds=time.perf_counter() - start,
-    )
-
-
-def histogram_png(series: dict, xlabel: str) -> bytes:
-    """Overlaid log-count histograms of several value sets (e.g. model input by modality)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3))
-    drawn = 0
-    for name, values in series.items():
-        values = np.asarray(values, dtype=np.float64)
-        values = values[np.isfinite(values)]
-        if values.size:
-            ax.hist(values, bins=80, histtype="step", label=name, log=True)
-            drawn += 1
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("count (log)")
-    if drawn:  # an all-NaN input has nothing to draw (and legend() would warn)
-        ax.legend()
-    else:
-        ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return buf.getvalue()

@@ -10,27 +10,26 @@ import numpy as np
 
 from harness.findings import PASS, WARN, Finding
 
-PARTS = ("pose", "left_hand", "right_hand", "face")
-LEAD = 1.5  # how much more one hand must move to lead a sample
-MIN_LED = 3  # samples with a leading hand a split needs before its handedness is compared
+from harness.scan import BLOCKS as PARTS
+from harness.thresholds import DEFAULTS
 
 
-def split_profile(files) -> dict:
+def split_profile(files, lead: float = DEFAULTS["shift_hand_lead"], min_led: int = DEFAULTS["shift_min_led"]) -> dict:
     """Per split: presence rate of each part (share of frames x landmarks seen), the share of
-    the samples led by one hand that the right hand leads (NaN below MIN_LED such samples), median hand speed (x/y step a frame),
+    the samples led by one hand that the right hand leads (NaN below `min_led` such samples), median hand speed (x/y step a frame),
     median length (frames), median signer position (pose centre x, y)."""
     ok = [f for f in files if not f.error and f.frames]
     if not ok:
         return {}
     hands = [(f.motion.get("left_hand", 0.0), f.motion.get("right_hand", 0.0)) for f in ok]
     moving = [(left, right) for left, right in hands if left + right > 0]
-    # a sample is led by a hand that moves at least LEAD times as much as the other (or alone)
-    led = [(left, right) for left, right in moving if max(left, right) >= LEAD * min(left, right)]
+    # a sample is led by a hand that moves at least `lead` times as much as the other (or alone)
+    led = [(left, right) for left, right in moving if max(left, right) >= lead * min(left, right)]
     centers = np.array([f.center for f in ok if f.center is not None]) if any(f.center for f in ok) else np.zeros((0, 2))
     return {
         "samples": len(ok),
         "presence": {p: float(np.mean([1 - f.missing.get(p, 1.0) for f in ok])) for p in PARTS},
-        "right_dominant": float(np.mean([right > left for left, right in led])) if len(led) >= MIN_LED else float("nan"),
+        "right_dominant": float(np.mean([right > left for left, right in led])) if len(led) >= min_led else float("nan"),
         "hand_speed": float(np.median([max(left, right) for left, right in moving])) if moving else 0.0,
         "frames": float(np.median([f.frames for f in ok])),
         "center_x": float(np.median(centers[:, 0])) if len(centers) else float("nan"),
@@ -38,12 +37,12 @@ def split_profile(files) -> dict:
     }
 
 
-def check_shift(scan, t: dict) -> Finding:
+def check_shift(scan, thresholds: dict) -> Finding:
     """Dev and test against train: presence of each hand, handedness, hand speed, length and the
     signer's place in the frame; a difference beyond its threshold warns with the numbers and
     what to do about it."""
     start = time.perf_counter()
-    prof = {s: split_profile(scan.by_split(s)) for s in ("train", "dev", "test")}
+    prof = {s: split_profile(scan.by_split(s), thresholds["shift_hand_lead"], thresholds["shift_min_led"]) for s in ("train", "dev", "test")}
     prof = {s: p for s, p in prof.items() if p}
     train = prof.get("train")
     warns, hints = [], []
@@ -54,20 +53,20 @@ def check_shift(scan, t: dict) -> Finding:
                 continue
             for part in ("left_hand", "right_hand"):
                 a, b = train["presence"][part], other["presence"][part]
-                if abs(a - b) > t["shift_presence"]:
+                if abs(a - b) > thresholds["shift_presence"]:
                     warns.append(f"{split} sees the {part.replace('_', ' ')} in {b:.0%} of frames, train in {a:.0%}")
                     hints.append("more signers (and recordings) in train; hand dropout augmentation")
             a, b = train["right_dominant"], other["right_dominant"]
-            if np.isfinite(a) and np.isfinite(b) and abs(a - b) > t["shift_handedness"]:
+            if np.isfinite(a) and np.isfinite(b) and abs(a - b) > thresholds["shift_handedness"]:
                 warns.append(f"the right hand moves more in {b:.0%} of {split} samples, in {a:.0%} of train: other dominant hands")
                 hints.append("mirror augmentation (left/right swapped), or signers of both dominant hands in train")
             for key, what in (("hand_speed", "hands move"), ("frames", "samples last")):
                 a, b = train[key], other[key]
-                if a > 0 and b > 0 and not 1 / t["shift_ratio"] <= b / a <= t["shift_ratio"]:
+                if a > 0 and b > 0 and not 1 / thresholds["shift_ratio"] <= b / a <= thresholds["shift_ratio"]:
                     warns.append(f"{split}: {what} {b / a:.2f}x as {'fast' if key == 'hand_speed' else 'long'} as in train ({b:.3g} vs {a:.3g})")
                     hints.append("time resampling augmentation (speed)")
             shift = np.hypot(other["center_x"] - train["center_x"], other["center_y"] - train["center_y"])
-            if np.isfinite(shift) and shift > t["shift_position"]:
+            if np.isfinite(shift) and shift > thresholds["shift_position"]:
                 warns.append(f"{split}: the signer stands {shift:.2f} of the frame away from where train's do")
                 hints.append("body-centred normalization (normalize = \"body\") and rotation / scale augmentation")
     rows = [[s, p["samples"], *(f"{p['presence'][q]:.0%}" for q in PARTS), f"{p['right_dominant']:.0%}", f"{p['hand_speed']:.4f}",

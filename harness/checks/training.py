@@ -9,20 +9,23 @@ import numpy as np
 import torch
 
 from data.dataset import collate
-from harness.findings import Finding, status_from
-from harness.model_checks import _table, curve_png, first_nonfinite_module
+from harness.findings import Finding, status_from, table
+from harness.plots import curve_png
+from harness.probes import first_nonfinite_module
+from harness.thresholds import DEFAULTS
 from model import training
 from model.decode import greedy_decode
+from model.masking import pad_mask
 from model.metrics import word_error_rate
 
 
-# share of output frames decoded as blank at which CTC counts as stuck on its all-blank plateau
-PLATEAU_BLANK_SHARE = 0.95
+# the plateau share the overfit check judges by default; train.py warns on the dev split at it
+PLATEAU_BLANK_SHARE = DEFAULTS["plateau_blank_share"]
 
 
 def blank_share(log_probs: torch.Tensor, out_lengths: torch.Tensor, blank: int = 0) -> float:
     """Share of the valid output frames whose most likely class is the blank."""
-    valid = torch.arange(log_probs.shape[1], device=log_probs.device)[None] < out_lengths.to(log_probs.device)[:, None]
+    valid = pad_mask(out_lengths.to(log_probs.device), log_probs.shape[1])
     return float((log_probs.argmax(-1) == blank)[valid].float().mean()) if valid.any() else 0.0
 
 
@@ -43,13 +46,13 @@ def extreme_indices(scan_files, records, k_random: int = 4, seed: int = 0) -> li
     return list(dict.fromkeys(picks))
 
 
-def check_smoke(cfg, model, dataset, indices: list[int], device: torch.device, t: dict) -> Finding:
+def check_smoke(cfg, model, dataset, indices: list[int], device: torch.device, thresholds: dict) -> Finding:
     """`smoke_steps` optimisation steps with the training configuration's optimizer, schedule,
     AMP and clipping: loss finite, gradients bounded, parameters changed, loss not diverging,
     and each step's weight change (relative to the weights, scaled to the peak learning rate)
     small enough: a learning rate far too high shows there long before the loss diverges."""
     start = time.perf_counter()
-    steps = int(t["smoke_steps"])
+    steps = int(thresholds["smoke_steps"])
     model = model.to(device)
     optimizer = training.build_optimizer(cfg, model)
     scheduler = training.build_scheduler(cfg, optimizer, total_steps=max(steps, cfg.epochs * max(1, len(dataset) // cfg.batch_size)))
@@ -91,18 +94,18 @@ def check_smoke(cfg, model, dataset, indices: list[int], device: torch.device, t
     if not fails:
         if changed == 0.0:
             fails.append("parameters did not change in any step: the model is frozen (learning rate 0, or the optimizer holds no parameters)")
-        if max(norms) > t["max_global_grad_norm"]:
-            fails.append(f"gradient norm reached {max(norms):.3g} > {t['max_global_grad_norm']:g}")
+        if max(norms) > thresholds["max_global_grad_norm"]:
+            fails.append(f"gradient norm reached {max(norms):.3g} > {thresholds['max_global_grad_norm']:g}")
         k = max(1, min(3, len(losses) // 3))
         first, last = float(np.mean(losses[:k])), float(np.mean(losses[-k:]))
-        if last > t["smoke_divergence"] * first:
+        if last > thresholds["smoke_divergence"] * first:
             fails.append(f"loss diverges: {first:.3f} -> {last:.3f} in {steps} steps (learning rate {cfg.lr:g} too high?)")
         # the first Adam steps are sign-like and large; judge the settled second half
         update_ratio = float(np.median(ratios[len(ratios) // 2 :])) if ratios else 0.0
-        if update_ratio > t["max_update_ratio"]:
+        if update_ratio > thresholds["max_update_ratio"]:
             fails.append(
                 f"learning rate {cfg.lr:g} too high: at that rate each step changes the weights by {update_ratio:.1%} of their norm "
-                f"(limit {t['max_update_ratio']:.0%}; healthy training moves them ~0.1-1% a step)"
+                f"(limit {thresholds['max_update_ratio']:.0%}; healthy training moves them ~0.1-1% a step)"
             )
     return Finding(
         check="smoke",
@@ -118,7 +121,7 @@ def check_smoke(cfg, model, dataset, indices: list[int], device: torch.device, t
     )
 
 
-def check_overfit(cfg, model, dataset, indices: list[int], device: torch.device, t: dict, eval_every: int = 10) -> Finding:
+def check_overfit(cfg, model, dataset, indices: list[int], device: torch.device, thresholds: dict, eval_every: int = 10) -> Finding:
     """Train on a fixed tiny subset until greedy decoding reaches 0% WER within `overfit_steps`.
 
     Every evaluation also decodes the best path with the loss's blank id (model.decode directly):
@@ -132,7 +135,7 @@ def check_overfit(cfg, model, dataset, indices: list[int], device: torch.device,
     refs = [list(g) for g in batch.glosses]
     transform = training.batch_transform(cfg)
     losses, wers, blanks, reached, disagree = [], [], [], None, None
-    for step in range(1, int(t["overfit_steps"]) + 1):
+    for step in range(1, int(thresholds["overfit_steps"]) + 1):
         res = training.train_step(model, batch, optimizer, scaler, cfg, device)
         losses.append(res.loss)
         if not res.finite:
@@ -155,6 +158,7 @@ def check_overfit(cfg, model, dataset, indices: list[int], device: torch.device,
                 reached = step
                 break
     fails = []
+    plateau, stuck_wer = thresholds["plateau_blank_share"], thresholds["overfit_stuck_wer"]
     if disagree is not None:
         step, sid, hyp, best, best_wer = disagree
         fails.append(
@@ -166,23 +170,23 @@ def check_overfit(cfg, model, dataset, indices: list[int], device: torch.device,
         finite = [x for x in losses if np.isfinite(x)]
         if len(finite) < len(losses):
             fails.append(f"loss became non-finite at step {len(losses)}")
-        elif blanks and min(blanks[-3:]) >= PLATEAU_BLANK_SHARE and min(wers) >= 0.9:
+        elif blanks and min(blanks[-3:]) >= plateau and min(wers) >= stuck_wer:
             fails.append(
                 f"CTC sits on its all-blank plateau: {blanks[-1]:.0%} of the output frames decode as blank after {len(losses)} steps "
                 f"(WER {wers[-1]:.0%}, loss {finite[0]:.2f} -> {finite[-1]:.2f}): the model learned the blank and the label "
                 "prior, not the input (an input without signal, a learning rate too low, or a normalization that flattens it)"
             )
-        elif finite and finite[-1] < 0.5 * finite[0] and wers and min(wers) >= 0.9:
+        elif finite and finite[-1] < 0.5 * finite[0] and wers and min(wers) >= stuck_wer:
             fails.append(
                 f"loss fell {finite[0]:.2f} -> {finite[-1]:.2f} but WER stayed {min(wers):.0%}: "
                 "the decoder does not read the output the way the loss does (blank index or vocabulary mismatch)"
             )
         else:
-            stuck = next((i for i, b in enumerate(blanks) if b < PLATEAU_BLANK_SHARE), len(blanks))
-            plateau = (f"; the first {stuck * eval_every} steps sat on CTC's all-blank plateau (>= {PLATEAU_BLANK_SHARE:.0%} of "
-                       f"output frames blank)" if stuck * eval_every >= 0.25 * int(t["overfit_steps"]) else "")
-            fails.append(f"did not reach 0% WER in {t['overfit_steps']} steps (best {min(wers) if wers else 1:.0%}, "
-                         f"loss {losses[0]:.2f} -> {losses[-1]:.2f}){plateau}")
+            stuck = next((i for i, b in enumerate(blanks) if b < plateau), len(blanks))
+            on_plateau = (f"; the first {stuck * eval_every} steps sat on CTC's all-blank plateau (>= {plateau:.0%} of "
+                          f"output frames blank)" if stuck * eval_every >= 0.25 * int(thresholds["overfit_steps"]) else "")
+            fails.append(f"did not reach 0% WER in {thresholds['overfit_steps']} steps (best {min(wers) if wers else 1:.0%}, "
+                         f"loss {losses[0]:.2f} -> {losses[-1]:.2f}){on_plateau}")
     return Finding(
         check="overfit",
         status=status_from(bool(fails)),
@@ -191,7 +195,7 @@ def check_overfit(cfg, model, dataset, indices: list[int], device: torch.device,
         values={"key": f"{reached} steps" if reached else "not reached", "steps": reached, "seconds": time.perf_counter() - start,
                 "losses": losses, "wers": wers, "blank_shares": blanks},
         samples=list(batch.ids),
-        tables={"Overfit WER every %d steps" % eval_every: _table(["step", "WER"], [[(i + 1) * eval_every, f"{w:.2f}"] for i, w in enumerate(wers)])},
+        tables={"Overfit WER every %d steps" % eval_every: table(["step", "WER"], [[(i + 1) * eval_every, f"{w:.2f}"] for i, w in enumerate(wers)])},
         plots={"Overfit loss": curve_png({"loss": [x if np.isfinite(x) else np.nan for x in losses]}, "step", "CTC loss")},
         seconds=time.perf_counter() - start,
     )

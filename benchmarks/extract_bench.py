@@ -1,6 +1,6 @@
 """Throughput of landmark extraction: how close data.extract gets to bare MediaPipe, and what workers buy.
 
-    python -m data.extract_bench [VIDEO...] [--repeats 1] [--copies 3]
+    python benchmarks/extract_bench.py [VIDEO...] [--repeats 1] [--copies 3]
 
 Three measurements on the same videos:
   (a) bare     a fresh Holistic a video looping over pre-decoded RGB frames (frames/s): the ceiling
@@ -22,12 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from data.extract import extract_sample, new_holistic, quiet_native_logs, read_frames
-
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from data.extract import extract_sample, new_holistic, quiet_native_logs, read_frames  # noqa: E402
 DEFAULT_VIDEOS = REPO / ".." / "shared" / "data" / "videos"
 GOALS = {"ours_vs_bare": 0.9, "workers2_vs_workers1": 1.4}
 
@@ -118,7 +120,7 @@ def bench_extraction(video_paths, repeats: int = 1, copies: int = 3, model_compl
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data.extract_bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python benchmarks/extract_bench.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("videos", nargs="*", type=Path, help=f"videos to use (default: every .mp4 in {DEFAULT_VIDEOS})")
     parser.add_argument("--repeats", type=int, default=1, help="passes over the videos for (a) and (b); runs of each worker count for (c), best kept")
     parser.add_argument("--copies", type=int, default=3, help="copies of every video in the parallel run (c)")

@@ -1,405 +1,28 @@
-"""Throughput and scale benchmarks: every figure is a ratio of two things measured side by side.
-
-    python -m harness.bench [--quick] [--json PATH] [--only SECTION ...] [--rounds N] [--tmp DIR]
-    python -m harness.bench --scale 1000000 [--json PATH]      # the 1M-frame streaming data pass
-
-The machine may be shared with other CPU-heavy work, so no figure is an absolute speed: each
-row is A / B where A and B ran in the same process tree one after the other, alternating for
-`rounds` rounds, best of each side kept (fastest time, lowest peak memory). The 1-minute load
-average at the start and end of each section is reported with its rows.
-
-Sections (goals in GOALS):
-  extraction  frames/s of data.extract.extract_sample vs a bare MediaPipe Holistic loop over the
-              same decoded frames; wall time of `python -m data.extract --workers 2` vs 1
-  loader      batches/s of the training DataLoader (MediaPipeFeatureDataset with on-the-fly
-              temporal features + collate; num_workers 0 and 2) vs batches/s of
-              model.training.train_step with the default model on the same batches
-  trainer     frames/s of `python train.py --skip-gate` (metrics.jsonl) vs a bare loop on the same
-              model, batches and threads: collated batches in memory, plain forward / CTC /
-              backward / AdamW, no diagnostics
-  compat      wall time of `pytest -m "compat or smoke" tests/compat` serially and with -n 2 on the
-              demo corpus, and of `python -m harness check` from outside the repository against
-              the serial run; harness.gate.run_gate cold vs its cached re-run
-  memory      peak RSS of harness.scan.scan_corpus, data.dataset.compute_train_stats and of
-              iterating the training dataset, on synthetic corpora of N and 10N samples
-  disk        bytes a frame on disk: [T, 1629] float32 and float16 vs [T, 6516] float32
-  use         the trained-model commands, default-size model (untrained weights: timing only):
-              model.recognize real-time factor on a 30 fps video (extraction and model apart),
-              model.evaluate frames/s vs a bare forward pass, ONNX Runtime vs PyTorch latency
-              for one sentence (model.export's ONNX file) and its parity
-  scale       (--scale FRAMES) wall time and peak memory of the streaming compat data pass
-              (scan_corpus with 2 workers + clean features + CTC feasibility + labels)
-
-Every measurement that needs its own memory figures or a fresh interpreter runs as a child
-`python -m harness.bench --child JSON`, which prints one `BENCH_CHILD {...}` line.
-"""
+"""The benchmark's sections: each measures one part of the project against its baseline, side by
+side, and returns a SectionResult (rows of ratios, every figure JSON-ready)."""
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from data.corpus import SampleRecord, atomic_save_npy, atomic_write_text, write_manifest
-from data.layout import FEATURE_DIM, LAYOUT, RAW_DIM
+from benchmarks.children import REPO, run_child
+from benchmarks.corpora import training_corpus, write_synthetic_corpus
+from benchmarks.measure import Row, SectionResult, best_of_alternating, load_average
+from data.corpus import atomic_save_npy, atomic_write_text
+from data.layout import FEATURE_DIM, RAW_DIM
 
-REPO = Path(__file__).resolve().parents[1]
 VIDEOS = REPO / ".." / "shared" / "data" / "videos"
-SECTIONS = ("extraction", "loader", "trainer", "compat", "memory", "disk", "use", "distill")
-SMALL_MODEL = {"modality_dim": 32, "fusion_dim": 64, "conv_dim": 64, "lstm_hidden": 32, "stage_blocks": [1, 1]}
-CHILD_TAG = "BENCH_CHILD "
+# the model of the --quick trainer comparison
+QUICK_MODEL = "i3d_small"
 MB = 1024 * 1024
-
-# (comparison, threshold) per row key; rows without an entry are informative only
-GOALS = {
-    "extract_vs_bare": (">=", 0.9),
-    "workers2_vs_workers1": (">=", 1.4),
-    "loader_w0_vs_step": (">=", 3.0),
-    "loader_w2_vs_step": (">=", 3.0),
-    "trainer_vs_bare": (">=", 0.95),
-    "gate_cached_seconds": ("<=", 2.0),
-    "harness_check_vs_compat": ("<=", 1.0),
-    "scan_peak_10n_vs_n": ("<=", 1.1),
-    "train_stats_peak_10n_vs_n": ("<=", 1.1),
-    "iterate_peak_10n_vs_n": ("<=", 1.1),
-    "raw32_vs_full32_bytes": ("<=", 0.26),
-    "raw16_vs_full32_bytes": ("<=", 0.13),
-    "recognize_rtf": (">=", 1.0),
-    "export_parity_max_abs": ("<=", 1e-4),
-}
-
-
-def load_average() -> float:
-    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else float("nan")
-
-
-# ============================================================================ result rows
-
-
-@dataclass
-class Row:
-    """One line of the table: value = a / b (or an absolute figure where b is None)."""
-
-    section: str
-    key: str
-    label: str
-    value: float
-    a: str = ""  # the measured side, formatted with its unit
-    b: str = ""  # what it is compared against
-    note: str = ""
-    goal: str = ""
-    met: bool | None = None
-
-    def __post_init__(self):
-        if self.key in GOALS and not self.goal:
-            op, limit = GOALS[self.key]
-            self.goal = f"{op} {limit:g}"
-            if math.isfinite(self.value):
-                self.met = self.value >= limit if op == ">=" else self.value <= limit
-
-
-@dataclass
-class SectionResult:
-    name: str
-    rows: list = field(default_factory=list)
-    figures: dict = field(default_factory=dict)  # everything measured, JSON-ready
-    load: tuple = ()  # 1-minute load average at start and end
-    seconds: float = 0.0
-    skipped: str = ""  # reason, when the section could not run
-
-
-def best_of_alternating(candidates: dict, rounds: int, better=max) -> dict:
-    """Run every callable of `candidates` once a round, in turn (A B A B ...; the order flips each
-    round so neither side always runs first), and keep each one's best figure.
-
-    candidates: name -> zero-argument callable returning a number. better: max for rates, min for
-    times or memory. Returns name -> {"best": number, "all": [numbers in run order]}.
-    """
-    if rounds < 1:
-        raise ValueError(f"rounds must be >= 1, got {rounds}")
-    names = list(candidates)
-    seen = {n: [] for n in names}
-    for r in range(rounds):
-        for name in names if r % 2 == 0 else names[::-1]:
-            seen[name].append(candidates[name]())
-    return {n: {"best": better(v), "all": v} for n, v in seen.items()}
-
-
-# ============================================================================ synthetic corpora
-
-
-def write_synthetic_corpus(root, n_samples: int, frames: int = 200, dtype: str = "float16", seed: int = 0,
-                           glosses=("A", "B", "C", "D", "E", "F")) -> Path:
-    """Write `n_samples` random [frames, 1629] landmark files and a manifest into `root`.
-
-    Values lie in 0.2..0.8 around a per-sample pose (a small random walk per frame), the left hand
-    is NaN (not detected) in a run of ~30% of the frames. Splits: every 10th sample dev, the next
-    test, the rest train; dev/test use only glosses some earlier train sample has, 2-4 glosses
-    each, so the corpus passes the label and CTC checks (200 frames -> 50 output steps).
-    Fast on purpose (no motion model): it is for memory and scale measurements, not for training.
-    """
-    if n_samples < 1 or frames < 1:
-        raise ValueError(f"write_synthetic_corpus needs n_samples >= 1 and frames >= 1, got {n_samples}, {frames}")
-    if dtype not in ("float16", "float32"):
-        raise ValueError(f"dtype must be float16 or float32 (the corpus format's dtypes), got {dtype!r}")
-    root = Path(root)
-    rng = np.random.default_rng(seed)
-    records, seen = [], []
-    miss = max(1, round(0.3 * frames))
-    for i in range(n_samples):
-        split = {8: "dev", 9: "test"}.get(i % 10, "train") if seen else "train"
-        pool = list(glosses) if split == "train" else seen
-        seq = tuple(rng.choice(pool, size=int(rng.integers(2, 5))))
-        if split == "train":
-            seq = (glosses[i % len(glosses)],) + seq[1:]  # the first train samples cover the vocabulary
-            seen.extend(g for g in seq if g not in seen)
-        raw = rng.uniform(0.2, 0.8, size=(1, RAW_DIM)).astype(np.float32)
-        raw = raw + np.cumsum(rng.standard_normal((frames, RAW_DIM), dtype=np.float32) * 0.002, axis=0)
-        start = int(rng.integers(0, frames - miss + 1)) if frames > miss else 0
-        raw[start : start + miss, LAYOUT.left_hand] = np.nan
-        sid = f"syn{i:06d}"
-        rel = f"features/{sid}.npy"
-        atomic_save_npy(root / rel, raw.astype(dtype))
-        signer = f"s{i % 5}" if split == "train" else f"{split}-signer"  # signer-independent splits, as the labels check expects
-        records.append(SampleRecord(sid, split, seq, rel, signer=signer, fps=25.0))
-    write_manifest(root, records)
-    return root
-
-
-def _quick_training_corpus(tmp: Path) -> Path:
-    from data.synthetic import generate_corpus
-
-    return generate_corpus(tmp / "demo64", seed=0, n_train=64, n_dev=8, n_test=8)
-
-
-def _training_corpus(tmp: Path, quick: bool) -> Path:
-    from data.synthetic import demo_corpus
-
-    return _quick_training_corpus(tmp) if quick else demo_corpus()
-
-
-# ============================================================================ child processes
-
-
-def _status_kb(field_name: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-class Meter:
-    """Wall time and peak resident memory of the part of a child after `start()`.
-
-    On Linux the peak (VmHWM) is reset at start() through /proc/self/clear_refs, so imports and
-    set-up before it do not count; elsewhere ru_maxrss (peak of the whole process) is used.
-    """
-
-    def __init__(self):
-        self.t0 = time.perf_counter()
-        self.rss_start_kb = 0
-        self.reset = False
-
-    def start(self) -> None:
-        try:
-            with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-                f.write("5")
-            self.reset = True
-        except OSError:
-            self.reset = False
-        self.rss_start_kb = _status_kb("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        self.t0 = time.perf_counter()
-
-    def report(self) -> dict:
-        seconds = time.perf_counter() - self.t0
-        peak = (_status_kb("VmHWM") if self.reset else None) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        return {
-            "seconds": round(seconds, 3),
-            "rss_start_mb": round(self.rss_start_kb / 1024, 1),
-            "peak_rss_mb": round(peak / 1024, 1),
-            "peak_growth_mb": round((peak - self.rss_start_kb) / 1024, 1),
-            "children_peak_rss_mb": round(children / 1024, 1),
-            "peak_reset": self.reset,
-        }
-
-
-def _child_scan(meter: Meter, corpus: str, workers: int = 0) -> dict:
-    from data.corpus import Corpus
-    from harness.scan import scan_corpus
-
-    c = Corpus(corpus, validate=False)
-    meter.start()
-    scan = scan_corpus(c, workers=workers)
-    return {"files": len(scan.files), "frames": sum(f.frames for f in scan.files), "errors": sum(bool(f.error) for f in scan.files)}
-
-
-def _child_train_stats(meter: Meter, corpus: str) -> dict:
-    from data.corpus import Corpus
-    from data.dataset import compute_train_stats
-
-    c = Corpus(corpus, validate=False)
-    meter.start()
-    stats = compute_train_stats(c)
-    return {"train_samples": len(c.split("train")), "columns": int(np.asarray(stats.mean).shape[-1])}
-
-
-def _child_iterate(meter: Meter, corpus: str, batch_size: int = 8, normalization: str = "per_sample") -> dict:
-    from data.dataset import MediaPipeFeatureDataset
-    from model import training
-
-    ds = MediaPipeFeatureDataset(corpus, "train", normalization=normalization)
-    loader = training.make_loader(ds, batch_size, shuffle=False)
-    meter.start()
-    frames = batches = 0
-    for batch in loader:
-        frames += int(batch.lengths.sum())
-        batches += 1
-    return {"batches": batches, "frames": frames, "samples": len(ds)}
-
-
-def _child_scale_pass(meter: Meter, corpus: str, workers: int = 2) -> dict:
-    """The streaming compat data pass: scan, then the data checks that read only its results."""
-    from harness.context import HarnessContext
-    from harness.suite import run_check
-    from model.config import TrainConfig
-
-    ctx = HarnessContext(TrainConfig(data_dir=corpus, device="cpu"), workers=workers)
-    ctx.model()  # its output_lengths (the stride); built outside the timing
-    meter.start()
-    t = {}
-    t0 = time.perf_counter()
-    scan = ctx.scan
-    t["scan"] = time.perf_counter() - t0
-    findings = {}
-    for name in ("clean_features", "ctc_feasibility", "labels"):  # the data checks that read only the scan
-        t0 = time.perf_counter()
-        findings[name] = run_check(name, ctx).status
-        t[name] = time.perf_counter() - t0
-    return {
-        "files": len(scan.files),
-        "frames": sum(f.frames for f in scan.files),
-        "errors": sum(bool(f.error) for f in scan.files),
-        "findings": findings,
-        "stage_seconds": {k: round(v, 2) for k, v in t.items()},
-    }
-
-
-def _child_gate(meter: Meter, out_dir: str, cache_dir: str) -> dict:
-    from harness.gate import run_gate
-    from model.config import TrainConfig
-
-    cfg = TrainConfig(output_dir=out_dir)
-    meter.start()
-    first = run_gate(cfg, out_dir, cache_dir=cache_dir)
-    t0 = time.perf_counter()
-    second = run_gate(cfg, out_dir, cache_dir=cache_dir)
-    cached_seconds = time.perf_counter() - t0
-    return {
-        "first_seconds": round(first.seconds, 2), "first_cached": first.cached, "passed": first.passed,
-        "second_seconds": round(cached_seconds, 3), "second_cached": second.cached,
-    }
-
-
-def _child_bare_loop(meter: Meter, data_dir: str, config: str, epochs: int, threads: int, batch_size: int,
-                     seed: int = 0, with_loader: bool = False, num_workers: int = 0) -> dict:
-    """The bare training loop train.py is compared with: same data, model, batches and threads.
-
-    Each epoch's batches (the order train.py's ShardedSampler gives, rank 0 of 1) are collated in
-    memory before the clock starts; the step is forward, CTC, backward, AdamW and nothing else.
-    with_loader also times an epoch read through the trainer's DataLoader with the same plain step,
-    which separates data loading from the trainer's own overhead.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    from data.dataset import collate
-    from model import training
-    from model.config import load_config
-
-    torch.set_num_threads(threads)
-    cfg = load_config(config, data_dir=data_dir, batch_size=batch_size, seed=seed, num_workers=num_workers)
-    training.seed_everything(cfg.seed)
-    data = training.build_data(cfg)
-    ds = data.splits["train"]
-    model = training.build_model(cfg, len(data.vocab))
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sampler = training.ShardedSampler(len(ds), 0, 1, seed=cfg.seed)
-    loader = training.make_loader(ds, cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, sampler=sampler)
-
-    def step(batch) -> int:
-        opt.zero_grad(set_to_none=True)
-        log_probs, out_lengths = model(batch.features, batch.lengths)
-        loss = F.ctc_loss(log_probs.transpose(0, 1), batch.targets, out_lengths, batch.target_lengths, blank=0, reduction="mean")
-        loss.backward()
-        opt.step()
-        return int(batch.lengths.sum())
-
-    meter.start()
-    in_memory, through_loader = [], []
-    for epoch in range(1, epochs + 1):
-        sampler.set_epoch(epoch)
-        order = list(sampler)
-        batches = [collate([ds[i] for i in order[k : k + cfg.batch_size]]) for k in range(0, len(order), cfg.batch_size)]
-        t0, frames = time.perf_counter(), 0
-        for batch in batches:
-            frames += step(batch)
-        in_memory.append(frames / (time.perf_counter() - t0))
-        del batches
-        if with_loader:
-            t0, frames = time.perf_counter(), 0
-            for batch in loader:
-                frames += step(batch)
-            through_loader.append(frames / (time.perf_counter() - t0))
-    return {"frames_per_s": [round(x, 1) for x in in_memory], "loader_frames_per_s": [round(x, 1) for x in through_loader]}
-
-
-CHILD_TASKS = {
-    "scan": _child_scan,
-    "train_stats": _child_train_stats,
-    "iterate": _child_iterate,
-    "scale_pass": _child_scale_pass,
-    "gate": _child_gate,
-    "bare_loop": _child_bare_loop,
-}
-
-
-def run_child(task: str, timeout: float | None = None, **kwargs) -> dict:
-    """Run CHILD_TASKS[task](**kwargs) in a fresh interpreter; its result plus Meter figures."""
-    if task not in CHILD_TASKS:
-        raise ValueError(f"unknown child task {task!r}; known: {sorted(CHILD_TASKS)}")
-    spec = json.dumps({"task": task, "kwargs": kwargs})
-    done = subprocess.run([sys.executable, "-m", "harness.bench", "--child", spec], cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith(CHILD_TAG)]
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(f"child task {task} {kwargs} failed (exit {done.returncode}):\n{done.stdout[-1500:]}\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1][len(CHILD_TAG):])
-
-
-def _child_main(spec_text: str) -> int:
-    spec = json.loads(spec_text)
-    meter = Meter()
-    result = CHILD_TASKS[spec["task"]](meter, **spec.get("kwargs", {}))
-    print(CHILD_TAG + json.dumps({**result, **meter.report()}), flush=True)
-    return 0
-
-
-# ============================================================================ sections
 
 
 def section_extraction(tmp: Path, quick: bool, rounds: int) -> SectionResult:
@@ -413,7 +36,7 @@ def section_extraction(tmp: Path, quick: bool, rounds: int) -> SectionResult:
     import cv2
 
     from data.extract import new_holistic, read_frames
-    from data.extract_bench import bench_bare, bench_ours, bench_workers
+    from benchmarks.extract_bench import bench_bare, bench_ours, bench_workers
 
     decoded = [[cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in read_frames(v)] for v in videos]
     n_frames = sum(len(v) for v in decoded)
@@ -465,7 +88,7 @@ def section_loader(tmp: Path, quick: bool, rounds: int) -> SectionResult:
     res = SectionResult("loader")
     # the default model and data pipeline, without the in-memory cache: every batch is loaded
     # from disk, as on a corpus larger than the cache
-    cfg = TrainConfig(data_dir=str(_training_corpus(tmp, quick)), cache_mb=0)
+    cfg = TrainConfig(data_dir=str(training_corpus(tmp, quick)), cache_mb=0)
     data = training.build_data(cfg)
     ds = data.splits["train"]
     loaders = {w: training.make_loader(ds, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=w) for w in (0, 2)}
@@ -508,11 +131,11 @@ def section_loader(tmp: Path, quick: bool, rounds: int) -> SectionResult:
 
 def section_trainer(tmp: Path, quick: bool, rounds: int, threads: int | None = None, num_workers: int = 0) -> SectionResult:
     res = SectionResult("trainer")
-    corpus = _training_corpus(tmp, quick)
+    corpus = training_corpus(tmp, quick)
     threads = threads or os.cpu_count() or 1
     epochs, batch_size = 3, 8
     config = tmp / "trainer_config.json"
-    atomic_write_text(config, json.dumps({"model_overrides": SMALL_MODEL} if quick else {}))
+    atomic_write_text(config, json.dumps({"model": QUICK_MODEL} if quick else {}))
     runs = {"trainer": 0}
 
     def trainer() -> float:
@@ -637,14 +260,15 @@ def section_use(tmp: Path, quick: bool, rounds: int) -> SectionResult:
     from data.dataset import collate
     from model import training
     from model.config import TrainConfig
-    from model.evaluate import build_eval_data, evaluate_split, load_trained
+    from model.checkpoint import build_eval_data, load_trained
+    from model.evaluate import evaluate_split
     from model.export import Runner, check_parity, export, parity_batches
     from model.recognize import read_input, recognize_landmarks
 
     res = SectionResult("use")
     video = VIDEOS / "test_video.mp4"
     # the checkpoint: the default model and data pipeline on the training corpus, untrained weights
-    cfg = TrainConfig(data_dir=str(_training_corpus(tmp, quick)), cache_mb=0)
+    cfg = TrainConfig(data_dir=str(training_corpus(tmp, quick)), cache_mb=0)
     data = training.build_data(cfg)
     model = training.build_model(cfg, len(data.vocab))
     ckpt_path = tmp / "use_checkpoint.pt"
@@ -833,92 +457,3 @@ def run_section(name: str, fn, *args, **kwargs) -> SectionResult:
     res = fn(*args, **kwargs)
     res.load, res.seconds = (load0, load_average()), round(time.perf_counter() - t0, 1)
     return res
-
-
-# ============================================================================ report
-
-
-def format_table(results: list, header: str = "") -> str:
-    cols = ("section", "measure", "ratio", "A", "B", "goal", "met", "load", "note")
-    lines = []
-    body = []
-    for res in results:
-        load = f"{res.load[0]:.1f}->{res.load[1]:.1f}" if res.load else ""
-        if res.skipped:
-            body.append((res.name, "(skipped)", "", "", "", "", "", load, res.skipped))
-        for r in res.rows:
-            met = "" if r.met is None else ("yes" if r.met else "NO")
-            body.append((r.section, r.label, f"{r.value:.3f}" if abs(r.value) < 1e4 else f"{r.value:.3g}", r.a, r.b, r.goal, met, load, r.note))
-    widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(cols)]
-    if header:
-        lines.append(header)
-    lines.append("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(b, widths)).rstrip() for b in body]
-    return "\n".join(lines)
-
-
-def to_json(results: list, meta: dict) -> dict:
-    return {
-        **meta,
-        "goals": {k: f"{op} {v:g}" for k, (op, v) in GOALS.items()},
-        "rows": [asdict(r) for res in results for r in res.rows],
-        "sections": {res.name: {"figures": res.figures, "load_average": list(res.load), "seconds": res.seconds, "skipped": res.skipped} for res in results},
-    }
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.split("\n\n")[0],
-                                epilog="sections: " + ", ".join(SECTIONS))
-    p.add_argument("--quick", action="store_true", help="the CI budget (~2-3 min on 2 cores): small corpus and model, one round")
-    p.add_argument("--json", type=Path, help="also write every figure as JSON to this path")
-    p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
-    p.add_argument("--rounds", type=int, help="alternating A/B rounds, best kept (default 1 with --quick, else 2)")
-    p.add_argument("--scale", type=int, metavar="FRAMES", help="run the streaming compat data pass on a synthetic corpus of FRAMES frames")
-    p.add_argument("--scale-dtype", choices=("float16", "float32"), default="float16", help="dtype of the --scale corpus files")
-    p.add_argument("--trainer-workers", type=int, default=0, help="DataLoader num_workers of the trainer comparison (train.py's default is 0)")
-    p.add_argument("--trainer-threads", type=int, help="torch threads of both sides of the trainer comparison (default: train.py's, the CPU count)")
-    p.add_argument("--tmp", type=Path, help="directory for the temporary corpora (default: the system temp dir); removed afterwards")
-    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    p.add_argument("--child", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.child:
-        return _child_main(args.child)
-    if args.rounds is not None and args.rounds < 1:
-        p.error(f"--rounds must be >= 1, got {args.rounds}")
-    rounds = args.rounds or (1 if args.quick else 2)
-    if args.scale is not None and args.scale < 1:
-        p.error(f"--scale must be a positive number of frames, got {args.scale}")
-    names = list(args.only or ([] if args.scale else SECTIONS))
-    if args.tmp:
-        args.tmp.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="cslr_bench_", dir=args.tmp))
-    load_start, t_start = load_average(), time.perf_counter()
-    results = []
-    try:
-        for name in names:
-            print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-            kwargs = {"num_workers": args.trainer_workers, "threads": args.trainer_threads} if name == "trainer" else {}
-            results.append(run_section(name, RUNNERS[name], tmp, args.quick, rounds, **kwargs))
-        if args.scale:
-            print(f"[bench] scale {args.scale:,} frames ...", file=sys.stderr, flush=True)
-            results.append(run_section("scale", section_scale, tmp, args.scale, dtype=args.scale_dtype))
-    finally:
-        if args.keep:
-            print(f"[bench] kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    meta = {
-        "quick": args.quick, "rounds": rounds, "cpu_count": os.cpu_count(), "load_average": [load_start, load_average()],
-        "seconds": round(time.perf_counter() - t_start, 1), "python": sys.version.split()[0],
-    }
-    header = (f"harness.bench{' --quick' if args.quick else ''}: {meta['cpu_count']} CPUs, best of {rounds} alternating round(s), "
-              f"1-min load average {load_start:.1f} -> {meta['load_average'][1]:.1f}, {meta['seconds']:.0f} s")
-    print(format_table(results, header))
-    if args.json:
-        atomic_write_text(args.json, json.dumps(to_json(results, meta), indent=1) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,60 +4,52 @@ Pure functions: measurements in (a CorpusScan, records, a vocabulary, a dataset)
 """
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter, defaultdict
 
 import numpy as np
 
 from data.convert import gloss_statistics, records_statistics
-from data.corpus import manifest_problems
+from data.corpus import CORPUS_INFO, manifest_problems
 from data.dataset import Vocabulary, collate, model_features
 from data.layout import describe_column, modality_of_column, modality_widths
 from data.normalize import Normalizer
 from model.ctc import min_ctc_length
+from model.masking import pad_mask
 from harness.diagnostics import modality_summary
-from harness.model_checks import histogram_png
-from harness.findings import FAIL, PASS, Finding, status_from
+from harness.findings import FAIL, PASS, Finding, status_from, table
+from harness.plots import histogram_png
 from harness.scan import BLOCKS, CorpusScan
-
-
-def _table(columns, rows) -> dict:
-    return {"columns": list(columns), "rows": [list(r) for r in rows]}
 
 
 # ----------------------------------------------------------------------------- 1. clean features
 
 
-def check_clean_features(scan: CorpusScan, t: dict) -> Finding:
-    """Inf anywhere; NaN that is not a whole landmark; pixel coordinates; unreadable/wrong-shape
-    files; zero-filled landmarks; constant train channels; missing share per modality; lengths."""
-    start = time.perf_counter()
-    files = scan.files
+class _Located:
+    """The sample / frame / feature locations a finding names, gathered while its messages are written."""
+
+    def __init__(self):
+        self.locations, self.features = [], []
+
+    def at(self, f, where) -> str:
+        """'sample S frame F feature' for a (frame, column) location of file scan f, recorded."""
+        frame, col = where
+        self.locations.append({"sample": f.id, "frame": frame, "feature": describe_column(col)})
+        self.features.append(describe_column(col))
+        return f"sample {f.id} frame {frame} {describe_column(col)}"
+
+
+def _file_problems(files, thresholds: dict, located: _Located) -> tuple[list, list, list]:
+    """The failures of clean_features, file by file: unreadable, Inf, NaN that is not a whole
+    landmark, pixel coordinates, z in other units. Returns (problems, sample ids, hints)."""
     unreadable = [f for f in files if f.error]
     inf = [f for f in files if f.n_inf]
     partial = [f for f in files if f.partial_nan_landmarks]
-    pixels = [f for f in files if f.pixel_fraction > t["pixel_fraction"]]
-    ok_files = [f for f in files if not f.error]
-    lengths = np.array([f.frames for f in ok_files]) if ok_files else np.zeros(1)
-    short = [f for f in ok_files if f.frames < t["min_frames"]]
-    missing = {b: float(np.mean([f.missing[b] for f in ok_files])) if ok_files else 0.0 for b in BLOCKS}
-    zero = {b: float(np.mean([f.zero_filled[b] for f in ok_files])) if ok_files else 0.0 for b in BLOCKS}
-    zero_filled_files = [f for f in ok_files if max(f.zero_filled[b] for b in ("left_hand", "right_hand")) > 0.05]
-
-    constant_cols = np.zeros(0, dtype=int)
-    if scan.train_stats is not None:
-        constant_cols = np.flatnonzero(scan.train_stats.std < t["min_channel_std"])
-
-    z_out = [f for f in files if f.z_fraction > t["pixel_fraction"]]
-    problems, samples, features, modality, locations = [], [], [], "", []
-
-    def at(f, where) -> str:
-        """'sample S frame F feature' for a (frame, column) location, recorded in `locations`."""
-        frame, col = where
-        locations.append({"sample": f.id, "frame": frame, "feature": describe_column(col)})
-        features.append(describe_column(col))
-        return f"sample {f.id} frame {frame} {describe_column(col)}"
-
+    pixels = [f for f in files if f.pixel_fraction > thresholds["pixel_fraction"]]
+    z_out = [f for f in files if f.z_fraction > thresholds["pixel_fraction"]]
+    at = located.at
+    problems, samples, hints = [], [], []
     if unreadable:
         problems.append(f"{len(unreadable)} file(s) unreadable or of wrong width/dtype: {unreadable[0].error}")
         samples += [f.id for f in unreadable]
@@ -74,52 +66,78 @@ def check_clean_features(scan: CorpusScan, t: dict) -> Finding:
     if pixels:
         worst = max(pixels, key=lambda f: f.max_abs)
         problems.append(
-            f"x/y far outside the normalised image range (max |x,y| {worst.max_abs:.1f} > {t['max_abs_coordinate']}) "
+            f"x/y far outside the normalised image range (max |x,y| {worst.max_abs:.1f} > {thresholds['max_abs_coordinate']}) "
             f"in {len(pixels)} file(s): pixel coordinates stored instead of 0..1, e.g. at {at(worst, worst.max_at)} ({worst.path})"
         )
         samples += [f.id for f in pixels]
     if z_out:
         worst = max(z_out, key=lambda f: f.z_max_abs)
         problems.append(
-            f"z far outside MediaPipe's relative depth scale (max |z| {worst.z_max_abs:.3g} > {t['max_abs_z']:g}, "
+            f"z far outside MediaPipe's relative depth scale (max |z| {worst.z_max_abs:.3g} > {thresholds['max_abs_z']:g}, "
             f"{worst.z_fraction:.0%} of its z values) in {len(z_out)} file(s): z stored in other units, e.g. at "
             f"{at(worst, worst.z_at)} ({worst.path})"
         )
         samples += [f.id for f in z_out]
-    warnings = []
-    if zero_filled_files:
-        warnings.append(
-            f"{len(zero_filled_files)} file(s) store undetected hands as exact zeros instead of NaN "
-            "(derivatives spike where the hand appears; zero channels have ~0 variance)"
-        )
-    if len(constant_cols):
-        if not problems:  # the features named are those of the failure when there is one
-            modality = Counter(modality_of_column(int(c)) for c in constant_cols).most_common(1)[0][0]
-            features = [describe_column(int(c)) for c in constant_cols]
-        warnings.append(
-            f"{len(constant_cols)} channel(s) constant over the train split (std < {t['min_channel_std']:g}), "
-            f"mostly {modality}: a z-score divides by ~0 there unless its std floor holds"
-        )
-    for b in BLOCKS:
-        if missing[b] > t["missing_warn_fraction"]:
-            warnings.append(f"{b} missing in {missing[b]:.0%} of frames")
-    if short:
-        warnings.append(f"{len(short)} sample(s) shorter than {t['min_frames']} frames")
-        samples += [f.id for f in short]
-
-    status = status_from(bool(problems), bool(warnings))
-    summary = "; ".join(problems + warnings) or f"{len(files)} files clean: finite, NaN only as whole landmarks, coordinates normalised"
-    hints = []
     if unreadable or inf or partial:
         hints.append("re-extract or drop the named files")
     if pixels:
         hints.append("divide x by the frame width and y by its height (pixel -> 0..1)")
     if z_out:
         hints.append("store MediaPipe's z as it comes (relative depth on the scale of x): re-import the raw landmarks, or undo the importer's scaling of z")
+    return problems, samples, hints
+
+
+def _corpus_warnings(ok_files, constant_cols, modality: str, missing: dict, thresholds: dict) -> tuple[list, list, list]:
+    """The warnings of clean_features over the readable files: hands stored as zeros, channels
+    constant over train (mostly of `modality`), parts missing in most frames, very short samples.
+    Returns (warnings, sample ids, hints)."""
+    zero_filled_files = [f for f in ok_files if max(f.zero_filled[b] for b in ("left_hand", "right_hand")) > thresholds["zero_filled_hands"]]
+    short = [f for f in ok_files if f.frames < thresholds["min_frames"]]
+    warnings, samples, hints = [], [], []
+    if zero_filled_files:
+        warnings.append(
+            f"{len(zero_filled_files)} file(s) store undetected hands as exact zeros instead of NaN "
+            "(derivatives spike where the hand appears; zero channels have ~0 variance)"
+        )
+    if len(constant_cols):
+        warnings.append(
+            f"{len(constant_cols)} channel(s) constant over the train split (std < {thresholds['min_channel_std']:g}), "
+            f"mostly {modality}: a z-score divides by ~0 there unless its std floor holds"
+        )
+    for b in BLOCKS:
+        if missing[b] > thresholds["missing_warn_fraction"]:
+            warnings.append(f"{b} missing in {missing[b]:.0%} of frames")
+    if short:
+        warnings.append(f"{len(short)} sample(s) shorter than {thresholds['min_frames']} frames")
+        samples += [f.id for f in short]
     if zero_filled_files:
         hints.append("store undetected landmarks as NaN; imputation then happens in one place")
     if len(constant_cols):
         hints.append("keep the normalization's std_floor > 0 (see the normalization check)")
+    return warnings, samples, hints
+
+
+def check_clean_features(scan: CorpusScan, thresholds: dict) -> Finding:
+    """Inf anywhere; NaN that is not a whole landmark; pixel coordinates; unreadable/wrong-shape
+    files; zero-filled landmarks; constant train channels; missing share per modality; lengths."""
+    start = time.perf_counter()
+    files = scan.files
+    ok_files = [f for f in files if not f.error]
+    lengths = np.array([f.frames for f in ok_files]) if ok_files else np.zeros(1)
+    missing = {b: float(np.mean([f.missing[b] for f in ok_files])) if ok_files else 0.0 for b in BLOCKS}
+    zero = {b: float(np.mean([f.zero_filled[b] for f in ok_files])) if ok_files else 0.0 for b in BLOCKS}
+    constant_cols = np.zeros(0, dtype=int)
+    if scan.train_stats is not None:
+        constant_cols = np.flatnonzero(scan.train_stats.std < thresholds["min_channel_std"])
+
+    located = _Located()
+    problems, samples, hints = _file_problems(files, thresholds, located)
+    features, modality = located.features, ""
+    if len(constant_cols) and not problems:  # the features named are those of the failure when there is one
+        modality = Counter(modality_of_column(int(c)) for c in constant_cols).most_common(1)[0][0]
+        features = [describe_column(int(c)) for c in constant_cols]
+    warnings, short, warn_hints = _corpus_warnings(ok_files, constant_cols, modality, missing, thresholds)
+
     missing_rows = [[b, f"{missing[b]:.3f}", f"{zero[b]:.3f}"] for b in BLOCKS]
     by_split = defaultdict(list)
     for f in ok_files:
@@ -127,9 +145,9 @@ def check_clean_features(scan: CorpusScan, t: dict) -> Finding:
     length_rows = [[s, len(v), int(np.min(v)), int(np.median(v)), int(np.max(v))] for s, v in sorted(by_split.items())]
     return Finding(
         check="clean_features",
-        status=status,
-        summary=summary,
-        hint="; ".join(hints),
+        status=status_from(bool(problems), bool(warnings)),
+        summary="; ".join(problems + warnings) or f"{len(files)} files clean: finite, NaN only as whole landmarks, coordinates normalised",
+        hint="; ".join(hints + warn_hints),
         values={
             "key": f"{len(files)} files, {int(lengths.sum())} frames",
             "files": len(files),
@@ -138,17 +156,17 @@ def check_clean_features(scan: CorpusScan, t: dict) -> Finding:
             "zero_filled_fraction": zero,
             "constant_train_channels": int(len(constant_cols)),
             "max_abs_z": max((f.z_max_abs for f in ok_files), default=0.0),
-            "locations": locations[:20],
+            "locations": located.locations[:20],
             "length_min": int(lengths.min()),
             "length_median": float(np.median(lengths)),
             "length_max": int(lengths.max()),
         },
-        samples=list(dict.fromkeys(samples)),
+        samples=list(dict.fromkeys(samples + short)),
         modality=modality,
         features=list(dict.fromkeys(features)),
         tables={
-            "Missing landmarks by part (share of frames x landmarks)": _table(["part", "missing (NaN)", "stored as 0"], missing_rows),
-            "Length distribution (frames)": _table(["split", "samples", "min", "median", "max"], length_rows),
+            "Missing landmarks by part (share of frames x landmarks)": table(["part", "missing (NaN)", "stored as 0"], missing_rows),
+            "Length distribution (frames)": table(["split", "samples", "min", "median", "max"], length_rows),
         },
         seconds=time.perf_counter() - start,
     )
@@ -249,7 +267,7 @@ def check_labels(corpus_dir, records, vocab: Vocabulary, scan: CorpusScan | None
             "gloss_statistics": stats,
         },
         samples=list(dict.fromkeys(samples)),
-        tables={"Gloss statistics": _table(
+        tables={"Gloss statistics": table(
             ["split", "samples", "signers", "tokens", "glosses/sentence min", "median", "max", "OOV rate"],
             [[s, stats["samples"][s], stats["signers"][s], stats["tokens"][s],
               *((stats["sentence_length"][s] or {}).get(k, "-") for k in ("min", "median", "max")),
@@ -264,7 +282,7 @@ def _corpus_info(corpus_dir) -> dict:
     import json
     from pathlib import Path
 
-    path = Path(corpus_dir) / "corpus.json" if corpus_dir is not None else None
+    path = Path(corpus_dir) / CORPUS_INFO if corpus_dir is not None else None
     if path is None or not path.is_file():
         return {}
     try:
@@ -320,7 +338,7 @@ def check_ctc_feasibility(scan: CorpusScan, records, vocab: Vocabulary, output_l
         hint="drop or re-segment these samples, or use a model with a smaller temporal stride" if violators else "",
         values={"key": f"{len(violators)} infeasible", "infeasible": len(violators), "min_margin": int(min(margins)) if margins else 0},
         samples=violators,
-        tables={"CTC-infeasible samples": _table(["id", "split", "frames", "output frames", "glosses", "needed"], rows)} if rows else {},
+        tables={"CTC-infeasible samples": table(["id", "split", "frames", "output frames", "glosses", "needed"], rows)} if rows else {},
         seconds=time.perf_counter() - start,
     )
 
@@ -352,7 +370,104 @@ def _second_transform(expected: np.ndarray, got: np.ndarray, method: str) -> str
     return f"model input differs from one application of {method!r} (max diff {diff:.3g}): something between dataset and model transforms the features"
 
 
-def check_normalization(dataset, samples_idx, to_model_input, t: dict, train_frames: int | None = None) -> Finding:
+def _short(x: float) -> str:
+    """A number as %g without the exponent's leading zero (1e-6, not 1e-06)."""
+    return re.sub(r"e([+-])0(\d)", r"e\1\2", f"{x:g}")
+
+
+def _global_stats_problems(dataset, norm: Normalizer, train_frames: int | None, thresholds: dict) -> tuple[list, list, int]:
+    """Global z-scores: the statistics cover exactly the train split, and the std floor is in
+    effect where a train channel's std is ~0. Returns (failures, feature names, channels the floor covers)."""
+    fails, features = [], []
+    if train_frames is not None and dataset.stats.n_frames != train_frames:
+        fails.append(
+            f"global statistics cover {dataset.stats.n_frames} frames, the train split has {train_frames}: statistics not from "
+            "the train split, or train files left out of them (the scan leaves out files holding Inf; see clean_features)"
+        )
+    low = np.flatnonzero(dataset.stats.std < thresholds["zero_std"])
+    if len(low) and norm.std_floor < thresholds["zero_std"]:
+        fails.append(
+            f"std floor {norm.std_floor:g} not in effect: {len(low)} channel(s) have train std < {_short(thresholds['zero_std'])} and are divided by ~0"
+        )
+        features += [describe_column(int(c)) for c in low]
+    return fails, features, int(len(low))
+
+
+def _nonfinite_input(dataset, samples_idx, batch, x: np.ndarray) -> tuple[str, list, list, list]:
+    """The model input holds NaN/Inf: the failure naming the stage where it is born, its sample
+    ids and feature names there, and the first locations (sample, frame, feature) in the input."""
+    cols = dataset.columns
+    nonfinite = ~np.isfinite(x)
+    locations = [{"sample": batch.ids[b], "frame": int(f), "feature": describe_column(int(cols[j]))} for b, f, j in np.argwhere(nonfinite)[:20]]
+    b_idx, _, f_idx = np.nonzero(nonfinite)
+    feats = sorted(set(int(cols[i]) for i in f_idx))
+    cause, origin_ids, origin_cols = _trace_nonfinite(dataset, samples_idx)
+    samples = origin_ids or sorted({batch.ids[i] for i in b_idx})
+    features = [describe_column(c) for c in (origin_cols or feats)[:50]]
+    return f"model input has {int(nonfinite.sum())} non-finite values in {len(feats)} channel(s): {cause}", samples, features, locations
+
+
+def _input_bounds(x: np.ndarray, valid: np.ndarray, norm: Normalizer, cols, thresholds: dict, batch) -> tuple[list, list, list, float, float | None]:
+    """The model input's valid values within max_abs_input, and few of them at the clip bound.
+    Returns (failures, sample ids, feature names, max |x|, share at the clip bound or None without a clip)."""
+    fails, samples, features, clipped = [], [], [], None
+    finite = np.where(np.isfinite(x), x, 0)
+    xv = finite[valid]
+    max_abs = float(np.abs(xv).max()) if xv.size else 0.0
+    if max_abs > thresholds["max_abs_input"]:
+        worst = np.abs(np.where(valid[..., None], finite, 0)).max(axis=(1, 2))
+        samples.append(batch.ids[int(np.argmax(worst))])
+        fails.append(f"model input not bounded: max |x| = {max_abs:.3g} > {thresholds['max_abs_input']}")
+    if norm.clip and xv.size:
+        clipped = float((np.abs(xv) >= norm.clip * (1 - 1e-6)).mean())
+        if clipped > thresholds["max_clipped_fraction"]:
+            x_at = np.abs(np.where(valid[..., None], finite, 0)) >= norm.clip * (1 - 1e-6)
+            per_col = x_at.sum(axis=(0, 1))
+            top = np.argsort(per_col)[::-1][:5]
+            names = [describe_column(int(cols[j])) for j in top if per_col[j]]
+            features += names
+            fails.append(
+                f"{clipped:.2%} of input values sit at the clip bound ±{norm.clip:g} (limit {thresholds['max_clipped_fraction']:.2%}): the clip "
+                f"is hiding values far out of scale, most in {names}"
+            )
+    return fails, samples, features, max_abs, clipped
+
+
+def _applied_once(dataset, samples_idx, batch, x: np.ndarray, method: str, thresholds: dict) -> tuple[list, list, bool | None]:
+    """Each probe sample's model input against one independent application of the dataset's
+    Normalizer to its raw file. Returns (failures, sample ids, whether the input carries no
+    signal: None when every sample matches)."""
+    fails, no_signal = [], None
+    if batch.normalization != method:
+        fails.append(f"batch says normalization {batch.normalization!r}, the dataset is configured for {method!r}")
+    mismatched = []
+    for i, (idx, sid) in enumerate(zip(samples_idx, batch.ids)):
+        rec = dataset.records[idx]
+        feats, raw = model_features(dataset.corpus.load(rec), dataset.impute_method)
+        expected = dataset.normalizer(feats, raw=raw)[:, dataset.columns]
+        got = x[i, : batch.lengths[i]]
+        if not np.allclose(got, expected, rtol=thresholds["normalize_once_rtol"], atol=thresholds["normalize_once_atol"], equal_nan=True):
+            mismatched.append((sid, expected, got))
+    if mismatched:
+        sid, expected, got = mismatched[0]
+        what = _second_transform(expected, got, method)
+        no_signal = "carries no signal" in what
+        fails.append(f"{what} ({len(mismatched)}/{len(samples_idx)} samples, e.g. {sid})")
+    return fails, [m[0] for m in mismatched], no_signal
+
+
+def _normalization_hint(fails: list) -> str:
+    hint = ""
+    if fails:
+        hint = "normalize in one place: the dataset's `normalize` setting; remove any z-score in the training loop; keep std_floor > 0"
+        if any("missing landmarks reach the model" in f for f in fails):
+            hint = "impute missing landmarks (the dataset's impute_method) before statistics and normalization; " + hint
+    if any("clip bound" in f for f in fails):
+        hint = "find why those features are far out of scale (clean_features names out-of-range coordinates) before raising the clip"
+    return hint
+
+
+def check_normalization(dataset, samples_idx, to_model_input, thresholds: dict, train_frames: int | None = None) -> Finding:
     """The model input is finite, bounded, and the configured normalization applied exactly once.
 
     `to_model_input` is the exact function training applies between the loader and the model
@@ -363,108 +478,62 @@ def check_normalization(dataset, samples_idx, to_model_input, t: dict, train_fra
     start = time.perf_counter()
     method = dataset.normalization
     norm: Normalizer = dataset.normalizer
-    samples = [dataset[i] for i in samples_idx]
-    batch = to_model_input(collate(samples))
+    batch = to_model_input(collate([dataset[i] for i in samples_idx]))
     x = batch.features.detach().float().cpu().numpy()
-    fails, warns, bad_samples, bad_features = [], [], [], []
+    fails, bad_samples, bad_features = [], [], []
     values = {"method": method}
     cols = dataset.columns
 
-    # std floors: which channels would divide by ~0 without them (global stats from train only)
-    floor_cols = np.zeros(0, dtype=int)
+    # 1. std floors: which channels would divide by ~0 without them (global stats from train only)
+    floored = 0
     if method == "global":
         values["stats_frames"] = int(dataset.stats.n_frames)
-        if train_frames is not None and dataset.stats.n_frames != train_frames:
-            fails.append(
-                f"global statistics cover {dataset.stats.n_frames} frames, the train split has {train_frames}: statistics not from "
-                "the train split, or train files left out of them (the scan leaves out files holding Inf; see clean_features)"
-            )
-        low = np.flatnonzero(dataset.stats.std < 1e-6)
-        floor_cols = low
-        if len(low) and norm.std_floor < 1e-6:
-            fails.append(
-                f"std floor {norm.std_floor:g} not in effect: {len(low)} channel(s) have train std < 1e-6 and are divided by ~0"
-            )
-            bad_features += [describe_column(int(c)) for c in low]
+        more, features, floored = _global_stats_problems(dataset, norm, train_frames, thresholds)
+        fails += more
+        bad_features += features
     values["std_floor"] = norm.std_floor
-    values["floored_channels"] = int(len(floor_cols))
+    values["floored_channels"] = floored
 
-    nonfinite = ~np.isfinite(x)
-    if nonfinite.any():
-        values["locations"] = [{"sample": batch.ids[b], "frame": int(f), "feature": describe_column(int(cols[j]))}
-                               for b, f, j in np.argwhere(nonfinite)[:20]]
-        b_idx, _, f_idx = np.nonzero(nonfinite)
-        feats = sorted(set(int(cols[i]) for i in f_idx))
-        cause, origin_ids, origin_cols = _trace_nonfinite(dataset, samples_idx)
-        # name where the NaN/Inf is born, not every channel it later spread to
-        bad_samples += origin_ids or sorted({batch.ids[i] for i in b_idx})
-        bad_features += [describe_column(c) for c in (origin_cols or feats)[:50]]
-        fails.append(f"model input has {int(nonfinite.sum())} non-finite values in {len(feats)} channel(s): {cause}")
-    finite = np.where(np.isfinite(x), x, 0)
-    valid = np.zeros(x.shape[:2], dtype=bool)
-    for i, n in enumerate(batch.lengths.tolist()):
-        valid[i, :n] = True
-    xv = finite[valid]
-    max_abs = float(np.abs(xv).max()) if xv.size else 0.0
+    # 2. finite: where a NaN/Inf is born, not every channel it later spread to
+    if not np.isfinite(x).all():
+        fail, samples, features, values["locations"] = _nonfinite_input(dataset, samples_idx, batch, x)
+        fails.append(fail)
+        bad_samples += samples
+        bad_features += features
+
+    # 3. bounded, and not piled up at the clip bound
+    valid = pad_mask(batch.lengths.cpu(), x.shape[1]).numpy()
+    more, samples, features, max_abs, clipped = _input_bounds(x, valid, norm, cols, thresholds, batch)
     values["max_abs"] = max_abs
     values["key"] = f"{method}: max|x| {max_abs:.1f}"
-    if max_abs > t["max_abs_input"]:
-        worst = np.abs(np.where(valid[..., None], finite, 0)).max(axis=(1, 2))
-        bad_samples.append(batch.ids[int(np.argmax(worst))])
-        fails.append(f"model input not bounded: max |x| = {max_abs:.3g} > {t['max_abs_input']}")
-    if norm.clip and xv.size:
-        clipped = float((np.abs(xv) >= norm.clip * (1 - 1e-6)).mean())
+    if clipped is not None:
         values["clipped_fraction"] = clipped
-        if clipped > t["max_clipped_fraction"]:
-            x_at = np.abs(np.where(valid[..., None], finite, 0)) >= norm.clip * (1 - 1e-6)
-            per_col = x_at.sum(axis=(0, 1))
-            top = np.argsort(per_col)[::-1][:5]
-            names = [describe_column(int(cols[j])) for j in top if per_col[j]]
-            bad_features += names
-            fails.append(
-                f"{clipped:.2%} of input values sit at the clip bound ±{norm.clip:g} (limit {t['max_clipped_fraction']:.2%}): the clip "
-                f"is hiding values far out of scale, most in {names}"
-            )
+    fails += more
+    bad_samples += samples
+    bad_features += features
 
-    # exactly once: compare with an independent single application
-    if batch.normalization != method:
-        fails.append(f"batch says normalization {batch.normalization!r}, the dataset is configured for {method!r}")
-    mismatched = []
-    for i, (idx, sid) in enumerate(zip(samples_idx, batch.ids)):
-        rec = dataset.records[idx]
-        feats, raw = model_features(dataset.corpus.load(rec), dataset.impute_method)
-        expected = norm(feats, raw=raw)[:, cols]
-        got = x[i, : batch.lengths[i]]
-        if not np.allclose(got, expected, rtol=t["normalize_once_rtol"], atol=1e-4, equal_nan=True):
-            mismatched.append((sid, expected, got))
-    if mismatched:
-        sid, expected, got = mismatched[0]
-        what = _second_transform(expected, got, method)
-        values["no_signal"] = "carries no signal" in what
-        fails.append(f"{what} ({len(mismatched)}/{len(samples_idx)} samples, e.g. {sid})")
-        bad_samples += [m[0] for m in mismatched]
+    # 4. exactly once: compared with an independent single application
+    more, samples, no_signal = _applied_once(dataset, samples_idx, batch, x, method, thresholds)
+    if no_signal is not None:
+        values["no_signal"] = no_signal
+    fails += more
+    bad_samples += samples
+
     breakdown = modality_summary(batch, dataset.modalities)
     widths = modality_widths(dataset.modalities)
     offsets = np.cumsum([0] + list(widths.values()))
     by_modality = {m: x[:, :, offsets[i] : offsets[i + 1]][valid].ravel() for i, m in enumerate(widths)}
-    hint = ""
-    if fails:
-        hint = "normalize in one place: the dataset's `normalize` setting; remove any z-score in the training loop; keep std_floor > 0"
-        if any("missing landmarks reach the model" in f for f in fails):
-            hint = "impute missing landmarks (the dataset's impute_method) before statistics and normalization; " + hint
-    if any("clip bound" in f for f in fails):
-        hint = "find why those features are far out of scale (clean_features names out-of-range coordinates) before raising the clip"
     return Finding(
         check=f"normalization[{method}]",
-        status=status_from(bool(fails), bool(warns)),
-        summary="; ".join(fails + warns) or f"{method}: finite, max |x| {max_abs:.2f}, applied exactly once, std floor {norm.std_floor:g}",
-        hint=hint,
+        status=status_from(bool(fails)),
+        summary="; ".join(fails) or f"{method}: finite, max |x| {max_abs:.2f}, applied exactly once, std floor {norm.std_floor:g}",
+        hint=_normalization_hint(fails),
         values=values,
         samples=list(dict.fromkeys(bad_samples)),
         features=list(dict.fromkeys(bad_features)),
         # the landmark part (left_hand, face, ...), also for temporal channels of that part
         modality=Counter(f.split("/")[-1].split("[")[0] for f in bad_features).most_common(1)[0][0] if bad_features else "",
-        tables={f"Modality breakdown of the model input ({method})": _table(
+        tables={f"Modality breakdown of the model input ({method})": table(
             ["modality", "width", "mean", "std", "min", "max"], [[m, w, *(f"{v:.3f}" for v in rest)] for m, w, *rest in breakdown]
         )},
         plots={f"Value distribution by modality ({method})": histogram_png(by_modality, "model input value")},

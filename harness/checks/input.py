@@ -14,6 +14,7 @@ from data.layout import describe_column
 from harness.findings import Finding, status_from
 from model.components import ComponentError
 from model.ctc import ctc_loss_per_sample
+from model.masking import pad_mask
 
 STD_NAMES = ("std", "var", "scale", "sigma")  # attribute names that hold a divisor
 
@@ -117,7 +118,7 @@ def _standardised(x: np.ndarray, valid: np.ndarray) -> tuple[bool, float]:
     return share > 0.8, share
 
 
-def check_model_input(samples: list, to_input, t: dict, model=None, dataset_obj=None, columns=None, transform_name: str | None = None,
+def check_model_input(samples: list, to_input, thresholds: dict, model=None, dataset_obj=None, columns=None, transform_name: str | None = None,
                       n_train: int | None = None) -> Finding:
     """The model input of these samples (collated dataset output -> to_input, which moves it to
     the device and applies the batch_transform) is finite and bounded; a non-finite value is
@@ -215,17 +216,17 @@ def check_model_input(samples: list, to_input, t: dict, model=None, dataset_obj=
         values["no_signal"] = True
         values["born_in"] = "batch_transform" if transform_name and "makes it so" in where else "dataset"
     values["max_abs"] = max_abs
-    if max_abs > t["max_abs_input"]:
+    if max_abs > thresholds["max_abs_input"]:
         b, f, j = np.unravel_index(int(np.argmax(np.abs(finite1))), finite1.shape)
         bad_samples.append(ids[b])
         bad_features.append(name1(int(j)))
         locations.append({"sample": ids[b], "frame": int(f), "feature": name1(int(j))})
-        fails.append(f"model input not bounded: |x| = {max_abs:.3g} > {t['max_abs_input']:g} at sample {ids[b]} frame {int(f)} {name1(int(j))}")
+        fails.append(f"model input not bounded: |x| = {max_abs:.3g} > {thresholds['max_abs_input']:g} at sample {ids[b]} frame {int(f)} {name1(int(j))}")
 
-    if transform_name and same_width and max_abs <= t["max_abs_input"]:
+    if transform_name and same_width and max_abs <= thresholds["max_abs_input"]:
         finite0 = np.where(np.isfinite(x0), x0, 0.0) * valid[..., None]
         raw_max = float(np.abs(finite0).max()) if finite0.size else 0.0
-        if raw_max > t["max_abs_input"]:
+        if raw_max > thresholds["max_abs_input"]:
             b, f, j = np.unravel_index(int(np.argmax(np.abs(finite0))), finite0.shape)
             warns.append(
                 f"the dataset's output is unbounded before batch_transform: |x| = {raw_max:.3g} at sample {ids[b]} frame {int(f)} "
@@ -330,7 +331,7 @@ def _does_it_matter(model, out, x0f: np.ndarray, to_input, batch) -> str:
     twice = to_input(_replace_all(batch, x0f))
     lp1, ol1 = model(twice.features, twice.lengths)
     lp0, ol0 = model(plain.features, plain.lengths)
-    valid = torch.arange(lp0.shape[1], device=lp0.device)[None] < ol0[:, None]
+    valid = pad_mask(ol0, lp0.shape[1])
     diff = float((lp1 - lp0).abs()[valid].max())
     l1 = float(ctc_loss_per_sample(lp1, ol1, twice.targets, twice.target_lengths).mean())
     l0 = float(ctc_loss_per_sample(lp0, ol0, plain.targets, plain.target_lengths).mean())
