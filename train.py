@@ -265,7 +265,6 @@ class Run:
     sampler: training.ShardedSampler
     loader: torch.utils.data.DataLoader  # this rank's shard of the train split
     dev_loader: torch.utils.data.DataLoader  # what the epoch lines score: dev, or train without a dev split
-    steps_per_epoch: int
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
@@ -297,8 +296,7 @@ def prepare_run(cfg: TrainConfig, proc: Process, out: Path, data: training.DataB
     scaler = training.make_scaler(proc.device, cfg)
     dev_loader = training.make_loader(data.splits.get("dev", train_ds), cfg.batch_size, shuffle=False)
     phoenix = cfg.phoenix_cleanup if cfg.phoenix_cleanup is not None else data.corpus_kind.startswith("phoenix")
-    run = Run(cfg, proc, out, data, model, ddp, model_args, teacher, skipped_gate, sampler, loader, dev_loader, steps_per_epoch,
-              optimizer, scheduler, scaler, phoenix)
+    run = Run(cfg, proc, out, data, model, ddp, model_args, teacher, skipped_gate, sampler, loader, dev_loader, optimizer, scheduler, scaler, phoenix)
     if ckpt:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
