@@ -313,6 +313,7 @@ def test_config_drives_augmentation_through_build_data(corpus, tmp_path):
     assert data.splits["train"].augmenter is not None and data.splits["train"].augment_seed == cfg.seed
     assert data.splits["dev"].augmenter is None and data.splits["test"].augmenter is None
     assert json.loads(json.dumps(cfg.to_dict()))["augment"] == cfg.augment  # saved with the run's config.json
-    assert TrainConfig().augment == {}  # default off
+    assert parse_augment(TrainConfig().augment) == {"mirror": {"p": 0.5}}  # default: the measured recipe
+    assert not build_data(cfg.replace(augment={})).splits["train"].augmenter  # {} turns it off
     with pytest.raises(ValueError, match="unknown augmentation"):
         TrainConfig(augment={"flip": 1.0})
