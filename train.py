@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from data.corpus import atomic_write, atomic_write_text
+from data.corpus import atomic_write, atomic_write_bytes, atomic_write_text
 from data.dataset import Vocabulary, collate
 from data.layout import input_dim
 from data.normalize import IMPUTATIONS, METHODS, FeatureStats
@@ -489,12 +489,10 @@ def set_rng_state(state: dict) -> None:
 
 
 def plot_metrics(rows: list[dict], path: Path) -> None:
-    import matplotlib
+    """metrics.png: train loss and dev WER (greedy) by epoch."""
+    from harness.plots import new_figure, png_bytes
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax1 = plt.subplots(figsize=(7, 4))
+    fig, ax1 = new_figure((7, 4))
     epochs = [r["epoch"] for r in rows]
     ax1.plot(epochs, [r["train_loss"] for r in rows], "b-", label="train loss")
     ax1.set_xlabel("epoch")
@@ -502,9 +500,7 @@ def plot_metrics(rows: list[dict], path: Path) -> None:
     ax2 = ax1.twinx()
     ax2.plot(epochs, [r["dev_wer"] for r in rows], "r-", label="dev WER (greedy)")
     ax2.set_ylabel("dev WER (greedy)", color="r")
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
-    plt.close(fig)
+    atomic_write_bytes(path, png_bytes(fig, dpi=90))
 
 
 GAP_WARN = 0.10  # an unseen split's WER this much (absolute) above train's, and over twice it, is a warning
