@@ -399,7 +399,7 @@ def end_epoch(run: Run, epoch: int, steps: EpochSteps) -> None:
         f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  {run.select_split} WER {dev.wer.wer:.2%} (greedy)  lr {row['lr']:.2e}  "
         f"{steps.seconds:.1f}s  {row['frames_per_s']:.0f} frames/s{'  *best*' if improved else ''}"
     )
-    plateau = blank_plateau(run.metrics)
+    plateau = blank_plateau(run.metrics, len(run.loader))
     if plateau:
         log(plateau)
 
@@ -504,19 +504,31 @@ def plot_metrics(rows: list[dict], path: Path) -> None:
 
 
 GAP_WARN = 0.10  # an unseen split's WER this much (absolute) above train's, and over twice it, is a warning
-PLATEAU_EPOCHS = 3  # epochs in a row with >= PLATEAU_BLANK_SHARE of the dev frames blank before train.py warns
+PLATEAU_EPOCHS = 3  # epochs in a row with >= PLATEAU_BLANK_SHARE of the dev frames blank before train.py warns ...
+# ... and at least this many optimiser steps: a healthy CTC run starts all blank for a while
+# (the default model on the demo corpus: 3 epochs of 31 steps, ~95 steps, with mirror augmentation;
+# the small I3D variant 300+ steps), so on a small corpus 3 epochs are no plateau yet
+PLATEAU_STEPS = 300
 
 
-def blank_plateau(rows: list[dict]) -> str:
-    """A warning when the last PLATEAU_EPOCHS epochs decoded dev as (almost) nothing but blanks."""
+def plateau_epochs(steps_per_epoch: int | None) -> int:
+    """Epochs of all-blank dev decoding that make a plateau (PLATEAU_EPOCHS, or more on a small corpus)."""
+    if not steps_per_epoch:
+        return PLATEAU_EPOCHS
+    return max(PLATEAU_EPOCHS, math.ceil(PLATEAU_STEPS / steps_per_epoch))
+
+
+def blank_plateau(rows: list[dict], steps_per_epoch: int | None = None) -> str:
+    """A warning when the last plateau_epochs(steps_per_epoch) epochs decoded dev as (almost) nothing but blanks."""
     from harness.checks.training import PLATEAU_BLANK_SHARE
 
-    last = [r.get("dev_blank_share", 0.0) for r in rows[-PLATEAU_EPOCHS:]]
-    if len(last) < PLATEAU_EPOCHS or min(last) < PLATEAU_BLANK_SHARE or (len(rows) > PLATEAU_EPOCHS and rows[-PLATEAU_EPOCHS - 1].get("dev_blank_share", 0.0) >= PLATEAU_BLANK_SHARE):
+    n = plateau_epochs(steps_per_epoch)
+    last = [r.get("dev_blank_share", 0.0) for r in rows[-n:]]
+    if len(last) < n or min(last) < PLATEAU_BLANK_SHARE or (len(rows) > n and rows[-n - 1].get("dev_blank_share", 0.0) >= PLATEAU_BLANK_SHARE):
         return ""  # said once, when the run enters the plateau
     return (
         f"WARNING: CTC sits on its all-blank plateau: {min(last):.0%}+ of the dev output frames decode as blank for "
-        f"{PLATEAU_EPOCHS} epochs. Try: a higher learning rate or a longer warm-up (warmup_steps), check that the input "
+        f"{n} epochs{f' ({n * steps_per_epoch} steps)' if steps_per_epoch else ''}. Try: a higher learning rate or a longer warm-up (warmup_steps), check that the input "
         "carries signal (python -m harness check; its model_input check), a per-channel normalization in the conv blocks "
         "(norm = \"batch\"), or `python -m harness overfit` on this configuration"
     )

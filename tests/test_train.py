@@ -162,7 +162,7 @@ def test_nonfinite_training_stops_saves_batch_and_replays(small_corpus, small_co
 
 
 def test_blank_plateau_warning_when_dev_stays_blank():
-    """train.py warns once when dev decodes >= 95% blank for 3 epochs in a row, with what to try."""
+    """train.py warns once when dev decodes >= 95% blank for 3 epochs in a row (and 300 steps), with what to try."""
     import train
 
     blank, learning = {"dev_blank_share": 0.99}, {"dev_blank_share": 0.6}
@@ -171,6 +171,11 @@ def test_blank_plateau_warning_when_dev_stays_blank():
     assert "all-blank plateau" in said and "learning rate" in said and "model_input" in said
     assert train.blank_plateau([blank, blank, blank, blank]) == ""  # said once, when the run entered it
     assert train.blank_plateau([blank, learning, blank]) == ""
+    # on a small corpus a plateau must also outlast PLATEAU_STEPS optimiser steps: 31 steps an
+    # epoch (the demo corpus) -> 10 epochs; the default run there starts blank for 3 epochs
+    assert train.plateau_epochs(31) == 10 and train.plateau_epochs(200) == 3
+    assert train.blank_plateau([blank] * 3, 31) == "" and train.blank_plateau([blank] * 9, 31) == ""
+    assert "for 10 epochs (310 steps)" in train.blank_plateau([learning] + [blank] * 10, 31)
 
 
 def test_generalisation_gap_warns_when_train_fits_and_dev_does_not():
