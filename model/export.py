@@ -26,7 +26,7 @@ masked max pooling):
     This exporter is deprecated since torch 2.9 (a DeprecationWarning; still present in 2.13).
   - ONNX, torch.onnx.export(dynamo=True) (torch.export): does not give a usable graph.
     (1) The packed LSTM does not trace: a PackedSequence's batch_sizes is data-dependent
-    (nn.LSTM.forward: torch.zeros(size=FakeTensor)), and I3DTeacher._check_inputs'
+    (nn.LSTM.forward: torch.zeros(size=FakeTensor)), and model.i3d.check_inputs'
     int(lengths.min()) is a data-dependent guard. (2) Without packing and the checks (an export
     wrapper running the BiLSTM as two masked unidirectional LSTMs, the reverse one over each
     sample reversed within its length), torch.export still specializes the time axis: F.max_pool1d

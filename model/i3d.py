@@ -76,6 +76,25 @@ def conv_output_lengths(lengths: torch.Tensor, kernel: int, stride: int, padding
     return torch.div(lengths + 2 * padding - kernel, stride, rounding_mode="floor") + 1
 
 
+def check_inputs(model: nn.Module, x, lengths) -> None:
+    """The model contract's input check, shared by the models here: x [B, T, F] floating point with
+    F = model.input_dim, lengths an integer tensor [B] in 1..T; a ValueError names what is wrong."""
+    name = type(model).__name__
+    if not torch.is_tensor(x) or x.ndim != 3 or not x.is_floating_point():
+        got = f"{tuple(x.shape)} {x.dtype}" if torch.is_tensor(x) else type(x).__name__
+        raise ValueError(f"{name} expects features [B, T, F] floating point, got {got}")
+    if x.shape[-1] != model.input_dim:
+        raise ValueError(
+            f"{name} built for modalities {model.config.modalities} expects F={model.input_dim} features per frame, "
+            f"got {x.shape[-1]}; select the same modalities in the dataset and the model"
+        )
+    if not torch.is_tensor(lengths) or lengths.shape != (x.shape[0],) or lengths.is_floating_point():
+        got = f"{tuple(lengths.shape)} {lengths.dtype}" if torch.is_tensor(lengths) else type(lengths).__name__
+        raise ValueError(f"lengths must be an integer tensor [B] with B={x.shape[0]}, got {got}")
+    if x.shape[0] and (int(lengths.min()) < 1 or int(lengths.max()) > x.shape[1]):
+        raise ValueError(f"lengths must lie in 1..T={x.shape[1]}, got min {int(lengths.min())} max {int(lengths.max())}")
+
+
 def masked_moments(x, mask, dims):
     """Statistics of x [B, C, T] over `dims`, counting only frames where mask [B, 1, T] is True.
 
@@ -278,24 +297,9 @@ class I3DTeacher(nn.Module):
             lengths = layer.output_lengths(lengths)
         return lengths
 
-    def _check_inputs(self, x, lengths):
-        if not torch.is_tensor(x) or x.ndim != 3 or not x.is_floating_point():
-            got = f"{tuple(x.shape)} {x.dtype}" if torch.is_tensor(x) else type(x).__name__
-            raise ValueError(f"I3DTeacher expects features [B, T, F] floating point, got {got}")
-        if x.shape[-1] != self.input_dim:
-            raise ValueError(
-                f"I3DTeacher built for modalities {self.config.modalities} expects F={self.input_dim} features per frame, "
-                f"got {x.shape[-1]}; select the same modalities in the dataset and the model"
-            )
-        if not torch.is_tensor(lengths) or lengths.shape != (x.shape[0],) or lengths.is_floating_point():
-            got = f"{tuple(lengths.shape)} {lengths.dtype}" if torch.is_tensor(lengths) else type(lengths).__name__
-            raise ValueError(f"lengths must be an integer tensor [B] with B={x.shape[0]}, got {got}")
-        if x.shape[0] and (int(lengths.min()) < 1 or int(lengths.max()) > x.shape[1]):
-            raise ValueError(f"lengths must lie in 1..T={x.shape[1]}, got min {int(lengths.min())} max {int(lengths.max())}")
-
     def forward_features(self, x, lengths):
         """(x [B, T, F], lengths [B]) -> (feats [B, T', 2 * lstm_hidden], out_lengths [B]); padded frames are 0."""
-        self._check_inputs(x, lengths)
+        check_inputs(self, x, lengths)
         lengths = lengths.long()
         # masking at entry: padded frames contribute nothing and receive exactly zero gradient
         x = x.masked_fill(~pad_mask(lengths, x.shape[1])[:, :, None], 0.0)

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from data.layout import MODALITIES, input_dim, modality_widths, parse_modalities
-from model.i3d import NORM_LAYERS, conv_output_lengths
+from model.i3d import NORM_LAYERS, check_inputs, conv_output_lengths
 from model.masking import pad_mask
 
 
@@ -204,24 +204,9 @@ class StudentTCN(nn.Module):
             lengths = layer.output_lengths(lengths)
         return lengths
 
-    def _check_inputs(self, x, lengths):
-        if not torch.is_tensor(x) or x.ndim != 3 or not x.is_floating_point():
-            got = f"{tuple(x.shape)} {x.dtype}" if torch.is_tensor(x) else type(x).__name__
-            raise ValueError(f"StudentTCN expects features [B, T, F] floating point, got {got}")
-        if x.shape[-1] != self.input_dim:
-            raise ValueError(
-                f"StudentTCN built for modalities {self.config.modalities} expects F={self.input_dim} features per frame, "
-                f"got {x.shape[-1]}; select the same modalities in the dataset and the model"
-            )
-        if not torch.is_tensor(lengths) or lengths.shape != (x.shape[0],) or lengths.is_floating_point():
-            got = f"{tuple(lengths.shape)} {lengths.dtype}" if torch.is_tensor(lengths) else type(lengths).__name__
-            raise ValueError(f"lengths must be an integer tensor [B] with B={x.shape[0]}, got {got}")
-        if x.shape[0] and (int(lengths.min()) < 1 or int(lengths.max()) > x.shape[1]):
-            raise ValueError(f"lengths must lie in 1..T={x.shape[1]}, got min {int(lengths.min())} max {int(lengths.max())}")
-
     def forward_features(self, x, lengths):
         """(x [B, T, F], lengths [B]) -> (feats [B, T', hidden], out_lengths [B]); padded frames are 0."""
-        self._check_inputs(x, lengths)
+        check_inputs(self, x, lengths)
         lengths = lengths.long()
         # every fusion op is per frame, so masking its output is enough: padded frames contribute
         # nothing and their input receives exactly zero gradient (no copy of the wide input)
