@@ -224,12 +224,12 @@ def load_model(cfg: TrainConfig, data: training.DataBundle, proc: Process) -> tu
 
 
 def distillation_teacher(cfg: TrainConfig, data: training.DataBundle, proc: Process):
-    """The configured teacher (model.student.Teacher, frozen), None without one; a teacher that does
+    """The configured teacher (model.distill.Teacher, frozen), None without one; a teacher that does
     not load or has another vocabulary stops the run, even with --skip-gate (distillation over
     another vocabulary teaches the wrong glosses)."""
     if cfg.teacher is None:
         return None
-    from model.student import TeacherLoadError
+    from model.distill import TeacherLoadError
 
     try:
         teacher = training.teacher_for(cfg, proc.device)
@@ -260,7 +260,7 @@ class Run:
     raw_model: torch.nn.Module  # the model itself: its state_dict is the checkpoint's
     model: torch.nn.Module  # what the steps call: raw_model, or its DistributedDataParallel wrapper
     model_args: dict  # rebuild raw_model alone (model.registry.model_from_checkpoint_args)
-    teacher: object  # model.student.Teacher, or None without distillation
+    teacher: object  # model.distill.Teacher, or None without distillation
     skipped_gate: bool
     sampler: training.ShardedSampler
     loader: torch.utils.data.DataLoader  # this rank's shard of the train split

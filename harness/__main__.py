@@ -7,6 +7,12 @@
 file train.py reads; its model, dataset and batch_transform may be the user's own), prints the
 findings table (every failed check with its cause, samples and hint) and exits 1 when a check
 fails, 0 when none does. Other arguments go to pytest (e.g. `-n 2`, `-k forward`).
+
+Your own model.py, data.py (or model/, data/) in the working directory or beside the
+configuration are fine: the harness imports its own packages, and `model = "model:make_model"`
+loads your file (model/components.py: import_object). A harness.py of your own in the working
+directory is not: `python -m harness` then runs that file, before any of this package can.
+Run `python -P -m harness ...` there (Python 3.11+: the working directory stays off sys.path).
 """
 from __future__ import annotations
 

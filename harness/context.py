@@ -8,6 +8,7 @@ batch_transform and model factory (model/components.py).
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ from data.normalize import METHODS
 from harness.scan import scan_corpus, scan_dataset
 from harness.thresholds import resolve
 from model import training
-from model.components import EXTERNAL, ExternalDataset, load_external_splits
+from model.components import EXTERNAL, ComponentError, ExternalDataset, load_external_splits
 from model.config import TrainConfig
 
 
@@ -104,9 +105,16 @@ class HarnessContext:
         if self.external:
             widths = [f.width for f in self.scan.files if not f.error]
             if not widths:
-                raise ValueError(f"dataset = {self.cfg.dataset!r}: no item could be read (see the contract check)")
+                raise ComponentError(f"dataset = {self.cfg.dataset!r}: no item could be read (see the contract check)")
             return widths[0]
         return layout_input_dim(self.cfg.modalities)
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the configured run trains under DDP (cfg.ddp, else torchrun's WORLD_SIZE)."""
+        if self.cfg.ddp is not None:
+            return bool(self.cfg.ddp)
+        return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
 
     @property
     def follows_layout(self) -> bool:

@@ -19,7 +19,7 @@ from data.corpus import Corpus, atomic_write_bytes, atomic_write_text
 from harness.findings import FAIL, WARN
 from model import training
 from model.components import source_digest
-from model.student import file_digest
+from model.distill import file_digest
 from model.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,9 +7,11 @@ catalogue and the benchmark all run checks through `CHECKS` and `run_check`.
 """
 from __future__ import annotations
 
+import sysconfig
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from data.layout import input_dim as layout_input_dim
@@ -19,6 +21,7 @@ from harness.checks.data import check_clean_features, check_ctc_feasibility, che
 from harness.checks.distill import check_distill_loss, check_teacher, check_teacher_competence, check_teacher_frozen, no_teacher
 from harness.checks.input import check_contract, check_model_input
 from harness.checks.model import check_batch_size, check_forward, check_gradients, check_loss_at_init, check_modalities
+from harness.checks.padding import check_padding
 from harness.checks.shift import check_shift
 from harness.checks.training import check_overfit, check_smoke
 from harness.findings import FAIL, SKIP, Finding
@@ -26,6 +29,8 @@ from model.components import ComponentError
 from model.config import TrainConfig
 
 BATCH_SIZES = (1, 2, 4)
+PADDING_SOURCES = ("batch_transform", "model")  # where a dependence on padding is born
+HARNESS_DIR = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,14 @@ def _batch_size(ctx: HarnessContext, n) -> Finding:
     return check_batch_size(ctx.model(), [ds[i] for i in ctx.probe_indices()[:n]], ctx.thresholds, ctx.device, ctx.to_input)
 
 
+def _padding(ctx: HarnessContext, where: str) -> Finding:
+    if where == "batch_transform" and not ctx.cfg.batch_transform:
+        return Finding(check="padding[batch_transform]", status=SKIP, summary="no batch_transform is configured: the model input is the dataset's output")
+    ds = ctx.dataset()
+    samples = [ds[i] for i in ctx.probe_indices()]
+    return check_padding(ctx.model(), samples, ctx.to_input, ctx.thresholds, where, ctx.cfg.batch_transform)
+
+
 def _modalities(ctx: HarnessContext, _) -> Finding:
     def single(m):
         return ctx.model(modalities=(m,), input_dim=layout_input_dim((m,)))
@@ -129,7 +142,8 @@ CHECKS: tuple[Check, ...] = (
     Check("model_input", _model_input),
     Check("forward", lambda ctx, m: check_forward(ctx.model(), ctx.probe_batch(m), ctx.thresholds, f"[{m}]" if m else ""), params=_methods),
     Check("loss_at_init", lambda ctx, _: check_loss_at_init(ctx.model(), ctx.probe_batch(), len(ctx.vocab), ctx.thresholds)),
-    Check("gradients", lambda ctx, _: check_gradients(ctx.model(), ctx.probe_batch(), ctx.thresholds)),
+    Check("padding", _padding, params=lambda cfg, _: PADDING_SOURCES),
+    Check("gradients", lambda ctx, _: check_gradients(ctx.model(), ctx.probe_batch(), ctx.thresholds, distributed=ctx.distributed)),
     Check("batch_size", _batch_size, params=lambda cfg, _: BATCH_SIZES),
     Check("modalities", _modalities, skip=_needs_layout),
     # distillation (harness/checks/distill.py): only with a configured teacher
@@ -160,9 +174,39 @@ def crashed(finding: Finding) -> bool:
     return bool(finding.values.get("crashed"))
 
 
+def _one_line(exc: BaseException, limit: int = 240) -> str:
+    """An exception as one short line: its type and the first line of its message (torch's
+    dispatcher errors list every backend over a hundred lines)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    return f"{type(exc).__name__}: {text[:limit]}{'...' if len(text) > limit or len(lines) > 1 else ''}"
+
+
+_LIBRARY_DIRS = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")})
+
+
+def _origin(exc: BaseException):
+    """The innermost traceback frame in code that is not a library's (torch, numpy, the standard
+    library): where the harness's, the project's or the user's code last stood."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        name = frame.filename
+        if name.startswith("<") or any(name.startswith(d) for d in _LIBRARY_DIRS) or "site-packages" in name:
+            continue
+        return frame
+    return None
+
+
+def _in_harness(filename: str) -> bool:
+    """Whether a file is the harness's own code (the fault rig's patched components are not)."""
+    path = Path(filename).resolve()
+    return path.is_relative_to(HARNESS_DIR) and not path.is_relative_to(HARNESS_DIR / "faults")
+
+
 def run_check(check: Check | str, ctx: HarnessContext, param=None) -> Finding:
     """One check as a Finding, never an exception: status skip (with the reason) where it does
-    not apply or a component it needs breaks its contract; a crash is a FAIL marked crashed."""
+    not apply, a component it needs breaks its contract, or the harness's own probe cannot run on
+    this model; a crash in the user's or the project's code is a FAIL marked crashed. Either way
+    the reason is one line."""
     check = BY_NAME[check] if isinstance(check, str) else check
     label = check.label(param)
     start = time.perf_counter()
@@ -173,11 +217,16 @@ def run_check(check: Check | str, ctx: HarnessContext, param=None) -> Finding:
         return check.run(ctx, param)
     except ComponentError as exc:
         # contract handles its own; every other check needs the component and cannot run
-        return Finding(check=label, status=SKIP, summary=f"cannot run: {exc} (see the contract check)", seconds=time.perf_counter() - start)
+        return Finding(check=label, status=SKIP, summary=f"cannot run: {_one_line(exc)} (see the contract check)",
+                       values={"needs": "contract"}, seconds=time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - any crash is a finding of its own
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        frame = _origin(exc)
+        where = f" (at {frame.filename}:{frame.lineno})" if frame else ""
+        if frame is not None and _in_harness(frame.filename):
+            # the harness's own probe met a model it cannot handle: not the user's failure
+            return Finding(check=label, status=SKIP, summary=f"the probe could not run on this setup: {_one_line(exc)}{where}",
+                           values={"probe_error": True}, seconds=time.perf_counter() - start)
         return Finding(
-            check=label, status=FAIL,
-            summary=f"the check could not run: {type(exc).__name__}: {exc} (at {frame.filename}:{frame.lineno})",
+            check=label, status=FAIL, summary=f"the check could not run: {_one_line(exc)}{where}",
             values={"crashed": True}, seconds=time.perf_counter() - start,
         )

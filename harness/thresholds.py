@@ -25,6 +25,16 @@ DEFAULTS = {
     "zero_std": 1e-6,
     # model input: z-scores beyond this are not "normalized" any more; the clip default is 20
     "max_abs_input": 50.0,
+    # model input: a dev/test sample's dataset output (before any batch_transform) at this many
+    # times its channel's train scale or more is a train statistic dividing by ~0, not a shift
+    # between splits: with landmark deltas of a few units, |x| >= 1e3 needs a train std below ~4e-3.
+    # Measured on the incident corpus (left hand constant over train), dev/test |x| over the train
+    # scale: std + 1e-8 2.1e8, a 1e-3 std floor alone 2.1e3, the floor with those channels zeroed 2.7
+    "unbounded_ratio": 1e3,
+    # a channel's train scale (max |x| over the train probe samples) is floored here, so a channel
+    # ~0 over train (a hand never seen there, zero-filled or zeroed) is judged by |x| itself: a
+    # z-scored channel reaches ~1 over train
+    "train_scale_floor": 1.0,
     # share of model-input values sitting at the clip bound before the clip is hiding a problem
     "max_clipped_fraction": 0.001,
     # relative and absolute tolerance when comparing the model input with one application of the

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.machinery
+import importlib.util
 import inspect
 import os
+import site
 import sys
+import sysconfig
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -73,11 +77,99 @@ def is_component_path(name) -> bool:
 
 def _search_dirs(base_dir) -> list[str]:
     dirs = [str(Path(base_dir).resolve())] if base_dir else []
-    return dirs + [os.getcwd()]
+    return list(dict.fromkeys(dirs + [os.getcwd()]))
+
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_PACKAGES = ("data", "model", "harness")  # this project's top-level packages
+
+
+def _beside_project(module_name: str, base_dir) -> Path | None:
+    """The user's own file or directory that `module_name` names when its first part is one of
+    this project's packages (a model.py, data.py or harness.py in the configuration's directory,
+    the working directory or another sys.path entry, PYTHONPATH included), or None: then the
+    name is the project's. Installed libraries (site-packages, the standard library) are not
+    the user's.
+
+    Python cannot import both under one name; the project's packages are already imported, so
+    the user's file is loaded from its path under another name (see _load_beside)."""
+    top, _, rest = module_name.partition(".")
+    if top not in PROJECT_PACKAGES:
+        return None
+    libraries = [sysconfig.get_path(k) for k in ("purelib", "platlib", "stdlib", "platstdlib")] + [site.getusersitepackages()]
+    installed = {Path(p).resolve() for p in libraries if p}
+    for d in dict.fromkeys(_search_dirs(base_dir) + [p or os.getcwd() for p in sys.path if isinstance(p, str)]):
+        d = Path(d).resolve()
+        if d == PROJECT_ROOT or any(d.is_relative_to(i) for i in installed):
+            continue
+        package = d / top
+        if rest:  # only a directory has submodules: the user's when it holds the one named
+            below = package / Path(*rest.split("."))
+            if below.with_suffix(".py").is_file() or below.is_dir():
+                return package
+        elif (package / "__init__.py").is_file():
+            return package
+        elif (d / f"{top}.py").is_file():
+            return d / f"{top}.py"
+    return None
+
+
+def _load_beside(source: Path):
+    """The user's module at `source` (a .py file or a package directory), imported from its
+    path under a name of its own ('_user_model_<hash of the path>'), once per process."""
+    top = source.stem if source.is_file() else source.name
+    alias = f"_user_{top}_{hashlib.sha1(str(source).encode()).hexdigest()[:8]}"
+    if alias in sys.modules:
+        return sys.modules[alias]
+    if source.is_file():
+        spec = importlib.util.spec_from_file_location(alias, source)
+    elif (source / "__init__.py").is_file():
+        spec = importlib.util.spec_from_file_location(alias, source / "__init__.py", submodule_search_locations=[str(source)])
+    else:  # a namespace directory: only its submodules have code
+        spec = importlib.machinery.ModuleSpec(alias, None, is_package=True)
+        spec.submodule_search_locations = [str(source)]
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[alias] = module
+    try:
+        if spec.loader is not None:
+            spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[alias]
+        raise
+    return module
+
+
+def _shadow_hint(exc: BaseException, base_dir) -> str:
+    """For an import of this project's `model`, `data` or `harness` inside the user's code that
+    meant the user's file of that name: which file it is and how to rename it."""
+    if isinstance(exc, ImportError):
+        name = exc.name or ""
+    else:
+        name = getattr(getattr(exc, "obj", None), "__name__", "")
+    source = _beside_project(name, base_dir) if name else None
+    if source is None:
+        return ""
+    top = name.partition(".")[0]
+    return (f"; {source} has the name of this project's package {top!r}, so `import {top}` in your code gets the "
+            f"project's; rename it (e.g. my_{source.name}) and import it by that name")
+
+
+def _import_module(module_name: str, base_dir):
+    """The module a spec names: the user's file when the name is one of this project's packages
+    and the user has a file of that name (see _beside_project), else an ordinary import."""
+    source = _beside_project(module_name, base_dir)
+    if source is None:
+        return importlib.import_module(module_name)
+    module = _load_beside(source)
+    rest = module_name.partition(".")[2]
+    return importlib.import_module(f"{module.__name__}.{rest}") if rest else module
 
 
 def import_object(spec: str, key: str, base_dir=None, expected: str = "a callable"):
-    """'package.module:attr.sub' -> the object; ComponentError naming `key` if it cannot be had."""
+    """'package.module:attr.sub' -> the object; ComponentError naming `key` if it cannot be had.
+
+    A module named like one of this project's packages (`model = "model:make_model"` beside the
+    user's model.py) is the user's file, loaded under a name of its own."""
     if not is_component_path(spec):
         raise ComponentError(f"{key} = {spec!r}: expected 'module.path:attribute' ({expected})")
     module_name, _, attr = spec.partition(":")
@@ -85,12 +177,17 @@ def import_object(spec: str, key: str, base_dir=None, expected: str = "a callabl
         if d not in sys.path:
             sys.path.insert(0, d)
     try:
-        obj = importlib.import_module(module_name)
+        obj = _import_module(module_name, base_dir)
     except ImportError as exc:
         raise ComponentError(
             f"{key} = {spec!r}: cannot import module {module_name!r} ({exc}); it is looked up in "
-            f"{_search_dirs(base_dir)} and PYTHONPATH"
+            f"{_search_dirs(base_dir)} and PYTHONPATH{_shadow_hint(exc, base_dir)}"
         ) from None
+    except AttributeError as exc:
+        hint = _shadow_hint(exc, base_dir)
+        if not hint:
+            raise
+        raise ComponentError(f"{key} = {spec!r}: importing module {module_name!r} raised AttributeError: {exc}{hint}") from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise ComponentError(f"{key} = {spec!r}: module {module_name!r} has no attribute {attr!r}")
@@ -106,17 +203,21 @@ def source_digest(specs, base_dir=None) -> str:
     changes the gate's fingerprint."""
     specs = sorted({s for s in specs if is_component_path(s)})
     objects = [import_object(spec, "component", base_dir) for spec in specs]  # all imported before any file is listed
+    modules = [_import_module(spec.partition(":")[0], base_dir) for spec in specs]  # already imported: the same objects
     files = set()
-    for spec, obj in zip(specs, objects):
-        for o in (obj, sys.modules.get(spec.partition(":")[0])):
+    for obj, module in zip(objects, modules):
+        for o in (obj, module):
             try:
-                files.add(Path(inspect.getsourcefile(inspect.unwrap(o))).resolve())
+                source = Path(inspect.getsourcefile(inspect.unwrap(o))).resolve()
             except (TypeError, OSError):
-                pass
+                continue
+            if source.is_file():
+                files.add(source)
     roots = {f.parent for f in files}
     for mod in list(sys.modules.values()):
         f = getattr(mod, "__file__", None)
-        if f and f.endswith(".py") and any(Path(f).resolve().is_relative_to(r) for r in roots):
+        # some modules have no real file (torch.classes and torch.ops report a relative '_classes.py')
+        if isinstance(f, str) and f.endswith(".py") and Path(f).is_absolute() and Path(f).is_file() and any(Path(f).resolve().is_relative_to(r) for r in roots):
             files.add(Path(f).resolve())
     h = hashlib.sha256("\n".join(specs).encode())
     for f in sorted(files):

@@ -61,6 +61,9 @@ class TrainConfig:
     # {"p": 0.8, "rotate_deg": 10}}
     augment: dict = field(default_factory=lambda: {"recipe": "default"})
     nonfinite: str = "stop"  # stop or skip a batch with non-finite loss/gradients
+    # whether the run trains under DDP, where a parameter without a gradient errors or hangs; None:
+    # as the process runs (torchrun sets WORLD_SIZE)
+    ddp: bool | None = None
     # evaluation
     beam_width: int = 5
     phoenix_cleanup: bool | None = None  # None: on for corpora imported from PHOENIX

@@ -27,7 +27,7 @@ from model.decode import beam_search, greedy_decode
 from model.masking import pad_mask
 from model.metrics import word_error_rate
 from model.registry import create_model
-from model.student import Teacher, distillation_loss, load_teacher, teacher_posteriors
+from model.distill import Teacher, distillation_loss, load_teacher, teacher_posteriors
 
 
 def resolve_device(name: str) -> torch.device:
@@ -242,7 +242,7 @@ def teacher_vocab_problem(teacher: Teacher, vocab: Vocabulary) -> str:
 def loss_terms(model, batch: Batch, device: torch.device, cfg: TrainConfig):
     """Forward, CTC and (with a teacher) distillation: (ctc [B], distill [B] or None, out_lengths).
 
-    distill = T^2 KL(teacher_T || student_T) per sample over its valid frames (model.student.
+    distill = T^2 KL(teacher_T || student_T) per sample over its valid frames (model.distill.
     distillation_loss; the teacher's posteriors aligned onto the student's frames where the
     strides differ), not yet weighted."""
     with autocast_context(device, cfg):

@@ -25,7 +25,7 @@ from model.config import TrainConfig
 from model.i3d import count_parameters
 from model.masking import pad_mask
 from model.registry import create_model, model_from_checkpoint_args
-from model.student import align_posteriors, distillation_loss, load_teacher, uniform_student_kl
+from model.distill import align_posteriors, distillation_loss, load_teacher, uniform_student_kl
 
 REPO = Path(__file__).resolve().parents[1]
 DISTILL_CHECKS = ("teacher", "teacher_competence", "distill_loss", "teacher_frozen")

@@ -86,7 +86,10 @@ def test_healthy_user_setup_passes_or_skips_with_a_reason(corpus, transform):
     skipped = {name: f.summary for name, f in findings.items() if f.status == SKIP}
     # only the checks that need this project's dataset or the MediaPipe layout, each saying why
     # and the distillation checks: no teacher is configured
-    assert set(skipped) == {"normalization", "modalities", "teacher", "teacher_competence", "distill_loss", "teacher_frozen"}, skipped
+    expected = {"normalization", "modalities", "teacher", "teacher_competence", "distill_loss", "teacher_frozen"}
+    if transform is None:  # nothing between loader and model to depend on padding
+        expected.add("padding[batch_transform]")
+    assert set(skipped) == expected, skipped
     assert "the dataset is the user's" in skipped["normalization"]
     assert "do not follow the MediaPipe layout" in skipped["modalities"] and "150 a frame" in skipped["modalities"]
     # data_dir holds a corpus: its raw files are scanned too
@@ -152,7 +155,9 @@ def test_double_normalization_is_named_and_measured(corpus):
     finding = run_all(cfg, names=["model_input"])["model_input"]
     assert finding.status == WARN, finding.message()
     assert "normalized twice" in finding.summary and "it changes this model's output" in finding.summary, finding.message()
-    assert "depends on the batch's padding" in finding.summary, finding.message()
+    # and its statistics include padded frames: for this model (no per-frame norm) that changes the output
+    padding = run_all(cfg, names=["padding"])["padding[batch_transform]"]
+    assert padding.status == FAIL and "depends on the batch's padding" in padding.summary, padding.message()
 
 
 # ----------------------------------------------------------------------------- bad components

@@ -18,7 +18,7 @@ from data.normalize import Normalizer
 from model.ctc import min_ctc_length
 from model.masking import pad_mask
 from harness.diagnostics import modality_summary
-from harness.findings import FAIL, PASS, Finding, status_from, table
+from harness.findings import FAIL, PASS, SKIP, Finding, status_from, table
 from harness.plots import histogram_png
 from harness.scan import BLOCKS, CorpusScan
 
@@ -182,6 +182,9 @@ def check_labels(corpus_dir, records, vocab: Vocabulary, scan: CorpusScan | None
     if corpus_dir is None:  # a user dataset: its records come from its items; unreadable ones are the contract check's
         unreadable = {f.id for f in scan.files if f.error} if scan is not None else set()
         records = [r for r in records if r.id not in unreadable]
+        if not records:
+            why = f"none of the dataset's {len(unreadable)} item(s) could be read (see the contract check)" if unreadable else "the dataset yields no items"
+            return Finding(check="labels", status=SKIP, summary=f"nothing to judge: {why}", seconds=time.perf_counter() - start)
         seen, problems = set(), []
         for r in records:
             if r.id in seen:
@@ -315,10 +318,10 @@ def check_ctc_feasibility(scan: CorpusScan, records, vocab: Vocabulary, output_l
     frames = {f.id: f.frames for f in scan.files if not f.error}
     rows, violators = [], []
     recs = [r for r in records if r.id in frames]
-    if recs:
-        out = output_lengths(torch.tensor([frames[r.id] for r in recs], dtype=torch.long)).tolist()
-    else:
-        out = []
+    if not recs:
+        return Finding(check="ctc_feasibility", status=SKIP, summary="nothing to judge: no sample could be read (see the contract and clean_features checks)",
+                       seconds=time.perf_counter() - start)
+    out = output_lengths(torch.tensor([frames[r.id] for r in recs], dtype=torch.long)).tolist()
     margins = []
     for r, o in zip(recs, out):
         need = min_ctc_length(vocab.encode(r.glosses, r.id, unknown="skip"))

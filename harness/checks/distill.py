@@ -26,7 +26,7 @@ from data.dataset import Vocabulary, collate
 from harness.findings import FAIL, SKIP, Finding, status_from
 from harness.probes import first_nonfinite_module
 from model import training
-from model.student import TeacherLoadError, load_teacher, teacher_posteriors, uniform_student_kl
+from model.distill import TeacherLoadError, load_teacher, teacher_posteriors, uniform_student_kl
 
 # the training configuration fields that decide what the model input is
 INPUT_FIELDS = ("normalize", "impute", "std_floor", "clip", "dataset", "batch_transform")
@@ -354,7 +354,7 @@ def check_teacher_frozen(ctx) -> Finding:
                                      + (f"the distillation term reaches {reached} student parameter tensors" if reached is not None else
                                         "the distillation term itself is not finite, so where its gradient goes is not judged (see distill_loss)")),
         hint="keep the teacher out of the trained module: freeze it (eval(), requires_grad_(False)) and run it under torch.no_grad() "
-             "every step (model.student.teacher_posteriors)" if fails else "",
+             "every step (model.distill.teacher_posteriors)" if fails else "",
         values={"key": "frozen" if not fails else "not frozen", **values, "changed": changed[:20]},
         features=changed[:50],
         seconds=time.perf_counter() - start,

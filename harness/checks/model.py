@@ -13,9 +13,9 @@ import torch
 
 from data.dataset import Batch, collate
 from data.layout import modality_widths
-from harness.findings import Finding, status_from, table
+from harness.findings import SKIP, Finding, status_from, table
 from harness.plots import bar_png
-from harness.probes import first_nonfinite_module, nonfinite_inputs
+from harness.probes import NONFINITE_HINTS, fused_note, module_kind, nan_diff, nonfinite_inputs, one_line, trace_nonfinite
 from model.ctc import ctc_loss_per_sample, uniform_ctc_loss
 from model.masking import pad_mask
 
@@ -24,8 +24,8 @@ from model.masking import pad_mask
 
 
 def check_forward(model, batch: Batch, thresholds: dict, label: str = "") -> Finding:
-    """Every module's output finite (hooks name the first that is not), log-probs normalised,
-    output lengths equal to model.output_lengths()."""
+    """Every module's output finite (watched modules name the first that is not, and the samples
+    whose output is not), log-probs normalised, output lengths equal to model.output_lengths()."""
     start = time.perf_counter()
     model.eval()
     fails, values = [], {}
@@ -38,37 +38,78 @@ def check_forward(model, batch: Batch, thresholds: dict, label: str = "") -> Fin
         fails.append(f"output lengths {out_lengths.tolist()} differ from model.output_lengths() {expected.tolist()}{why}")
     if log_probs.shape[1] != int(out_lengths.max()):
         fails.append(f"log-probs have {log_probs.shape[1]} frames, the longest output length is {int(out_lengths.max())}")
-    samples, modality = [], ""
-    first = first_nonfinite_module(model, batch.features, batch.lengths)
-    if first is not None:
-        name, cls, share = first
+    samples, modality, hint = [], "", ""
+    valid = pad_mask(out_lengths.clamp(max=log_probs.shape[1]), log_probs.shape[1])
+    finite = torch.isfinite(log_probs) | ~valid[..., None]
+    bad_out = [i for i in range(len(batch)) if not bool(finite[i].all())]
+    trace = trace_nonfinite(model, batch.features, batch.lengths)
+    if trace.module is not None or bad_out:
         bad_in = nonfinite_inputs(batch)
-        cause = "the input already holds NaN/Inf" if bad_in else f"first non-finite output at module '{name}' ({cls}), {share:.1%} of its values"
+        if bad_in:
+            cause = "the input already holds NaN/Inf"
+            samples = bad_in
+            hint = "the model input is not finite: fix it first (the model_input and normalization checks name where it is born)"
+        else:
+            parts = []
+            if bad_out:
+                parts.append(f"the output of {len(bad_out)} of {len(batch)} sample(s) holds NaN/Inf: {_which(batch, bad_out)}")
+                samples = [batch.ids[i] for i in bad_out]
+            else:
+                rows = trace.rows or list(range(len(batch)))
+                samples = [batch.ids[i] for i in rows]
+                parts.append(f"the output's valid frames are finite, but a module's output is not for sample(s) {samples}")
+            if trace.module is not None:
+                fused = fused_note(model, trace.module) if trace.fused else ""
+                parts.append(f"first non-finite output at module '{trace.module}' ({trace.module_type}){fused}, {trace.share:.1%} of its values")
+                values.update(first_nonfinite_module=trace.module, first_nonfinite_type=trace.module_type)
+                hint = f"{trace.module} ({trace.module_type}): {NONFINITE_HINTS.get(trace.kind, NONFINITE_HINTS['other'])}"
+            else:
+                last = f" ('{trace.last_module}', {trace.last_type})" if trace.last_module else ""
+                parts.append(f"no module's output is non-finite: it is born in a functional op of forward after the last module{last}")
+                values["nonfinite_in_functional_op"] = True
+                hint = f"look at forward after the last module: {NONFINITE_HINTS['other']}"
+            cause = "; ".join(parts)
         fails.append(f"forward pass not finite: {cause}")
-        samples = bad_in or list(batch.ids)
+        values["nonfinite_samples"] = samples
+        name = trace.module or ""
         modality = name.split(".")[2] if name.startswith("fusion.proj.") else ""
-        values["first_nonfinite_module"] = name
-    valid = pad_mask(out_lengths, log_probs.shape[1])
+    # normalisation is judged on the finite valid frames: a NaN is not "raw logits"
     lse = torch.logsumexp(log_probs.float(), dim=-1)[valid]
-    norm_err = float((lse.abs()).max()) if lse.numel() and torch.isfinite(lse).all() else float("inf")
+    lse = lse[torch.isfinite(lse)]
+    norm_err = float(lse.abs().max()) if lse.numel() else float("nan")
     values["logsumexp_max_abs"] = norm_err
-    if first is None and norm_err > thresholds["logprob_norm_tol"]:
+    if lse.numel() and norm_err > thresholds["logprob_norm_tol"]:
         # a log_softmax over the wrong axis still normalises, just over time instead of the vocabulary
         over_time = float(torch.logsumexp(log_probs.float(), dim=1).abs().max()) < thresholds["logprob_norm_tol"]
         why = "log_softmax taken over the time axis, not the vocabulary" if over_time else "raw logits given to CTC?"
         fails.append(f"the output is not log-probabilities: logsumexp over the vocabulary is {norm_err:.3g}, not 0 ({why})")
-    values["key"] = f"|logsumexp| {norm_err:.1e}"
+    values["key"] = f"|logsumexp| {norm_err:.1e}" + (f", {len(samples)} non-finite" if samples else "")
+    if fails and not hint:
+        hint = "apply log_softmax at the head; make output_lengths follow every strided layer"
     return Finding(
         check=f"forward{label}",
         status=status_from(bool(fails)),
         summary="; ".join(fails) or f"{len(batch)} samples: all module outputs finite, log-probs normalised, output lengths exact",
-        hint=("the model input is not finite: fix it first (the model_input and normalization checks name where it is born)" if samples and nonfinite_inputs(batch)
-              else "apply log_softmax at the head; make output_lengths follow every strided layer; find the module named above") if fails else "",
+        hint=hint,
         values=values,
         samples=samples,
         modality=modality,
         seconds=time.perf_counter() - start,
     )
+
+
+def _which(batch: Batch, rows: list) -> str:
+    """Sample ids with their lengths, saying which is the longest of the batch (no padded frames)."""
+    longest = int(batch.lengths.max())
+    parts = []
+    for i in rows:
+        n = int(batch.lengths[i])
+        note = ", the longest of the batch: no padded frames" if n == longest and len(batch) > 1 else ""
+        parts.append(f"{batch.ids[i]} ({n} frames{note})")
+    text = ", ".join(parts[:10]) + (" ..." if len(parts) > 10 else "")
+    if len(batch) > 1 and all(int(batch.lengths[i]) == longest for i in rows) and len(rows) < len(batch):
+        text += "; only the samples without padded frames: a key padding mask the wrong way round masks every key of exactly those"
+    return text
 
 
 # ----------------------------------------------------------------------------- 5. loss at init
@@ -136,9 +177,14 @@ def layer_grad_norms(model) -> "OrderedDict[str, float]":
     return OrderedDict((k, math.sqrt(v)) for k, v in norms.items())
 
 
-def check_gradients(model, batch: Batch, thresholds: dict) -> Finding:
+def check_gradients(model, batch: Batch, thresholds: dict, distributed: bool = False) -> Finding:
     """Finite; global and per-layer norms; every parameter gets a gradient; vanishing/exploding
-    layers by ratio to the median layer; padded input frames get exactly zero gradient."""
+    layers by ratio to the median layer; whether padded input frames get gradient.
+
+    A parameter outside the graph (no gradient) fails under DistributedDataParallel
+    (`distributed`: DDP raises or hangs on unused parameters unless find_unused_parameters=True)
+    and warns otherwise; padded frames receiving gradient warn (a layer reads them; whether that
+    changes any output is judged by padding[model])."""
     start = time.perf_counter()
     model.train()
     model.zero_grad(set_to_none=True)
@@ -146,20 +192,34 @@ def check_gradients(model, batch: Batch, thresholds: dict) -> Finding:
     log_probs, out_lengths = model(x, batch.lengths)
     loss = ctc_loss_per_sample(log_probs, out_lengths, batch.targets, batch.target_lengths).mean()
     fails, warns, samples = [], [], []
-    if not torch.isfinite(loss):
+    finite_loss = bool(torch.isfinite(loss))
+    if not finite_loss:
         fails.append("loss is not finite, so no gradient can be judged")
     else:
         loss.backward()
     # without a backward pass every parameter lacks a gradient: that is no dead branch
-    dead = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))] if torch.isfinite(loss) else []
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad] if finite_loss else []
+    unused = [n for n, p in trainable if p.grad is None]
+    zero = [n for n, p in trainable if p.grad is not None and not torch.any(p.grad != 0)]
+    dead = unused + zero
     nonfinite = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
     norms = layer_grad_norms(model)
     global_norm = math.sqrt(sum(v * v for v in norms.values())) if norms else 0.0
-    if torch.isfinite(loss):
+    hints = []
+    if finite_loss:
         if nonfinite:
             fails.append(f"non-finite gradients in {len(nonfinite)} parameter(s), first {nonfinite[0]}")
-        if dead:
-            fails.append(f"{len(dead)} parameter(s) get no gradient (dead branch), e.g. {dead[0]}")
+        if unused:
+            owners = _owners(model, unused)
+            text = f"{len(unused)} parameter(s) get no gradient (dead branch: not in the graph of the loss), owned by {owners}"
+            if distributed:
+                fails.append(text + ": DistributedDataParallel raises or hangs on unused parameters")
+                hints.append("call the module in forward, delete it, or wrap with DistributedDataParallel(find_unused_parameters=True)")
+            else:
+                warns.append(text + " (under DistributedDataParallel this fails unless find_unused_parameters=True)")
+                hints.append("call the module in forward or delete it")
+        if zero:
+            warns.append(f"{len(zero)} parameter(s) get an all-zero gradient, owned by {_owners(model, zero)}")
         if global_norm > thresholds["max_global_grad_norm"]:
             fails.append(f"global gradient norm {global_norm:.3g} > {thresholds['max_global_grad_norm']:g} (exploding)")
         finite_norms = [v for v in norms.values() if v > 0 and math.isfinite(v)]
@@ -175,19 +235,23 @@ def check_gradients(model, batch: Batch, thresholds: dict) -> Finding:
         if x.grad is not None and pad.any():
             leak = float(x.grad[pad].abs().max())
             if leak > 0:
-                fails.append(f"padded frames receive gradient (max {leak:.3g}): padding leaks into the loss")
-                samples = [batch.ids[i] for i in range(len(batch)) if pad[i].any()]
+                warns.append(f"padded frames receive gradient (max {leak:.3g}): a layer reads padded input frames; "
+                             "whether that changes any output is judged by padding[model]")
+                samples = [batch.ids[i] for i in range(len(batch)) if pad[i].any() and float(x.grad[i][pad[i]].abs().max()) > 0]
     modality = ""
     if dead and dead[0].startswith("fusion.proj."):
         modality = dead[0].split(".")[2]
     rows = [[k, f"{v:.4g}"] for k, v in norms.items()]
     model.zero_grad(set_to_none=True)
+    if fails and not hints:
+        hints.append("find the named parameters/layers")
     return Finding(
         check="gradients",
         status=status_from(bool(fails), bool(warns)),
-        summary="; ".join(fails + warns) or f"finite, global norm {global_norm:.3g}, every parameter has a gradient, no padding leak",
-        hint="find the named parameters/layers; a dead branch is cut from the graph (detach, unused module)" if fails else "",
-        values={"key": f"norm {global_norm:.3g}", "global_norm": global_norm, "layer_norms": dict(norms), "dead": len(dead)},
+        summary="; ".join(fails + warns) or f"finite, global norm {global_norm:.3g}, every parameter has a gradient, no padded frame gets gradient",
+        hint="; ".join(hints),
+        values={"key": f"norm {global_norm:.3g}", "global_norm": global_norm, "layer_norms": dict(norms), "dead": len(dead),
+                "unused": len(unused), "distributed": distributed},
         samples=samples,
         modality=modality,
         features=dead[:50] + nonfinite[:50],
@@ -197,19 +261,39 @@ def check_gradients(model, batch: Batch, thresholds: dict) -> Finding:
     )
 
 
+def _owners(model, names: list) -> str:
+    """The modules owning these parameters, by qualified name and type: 'aux_head (Linear)'."""
+    owners = []
+    for n in names:
+        path = n.rpartition(".")[0]
+        try:
+            module = model.get_submodule(path) if path else model
+            owner = f"{path or '<model>'} ({type(module).__name__})"
+        except AttributeError:
+            owner = path or "<model>"
+        if owner not in owners:
+            owners.append(owner)
+    return ", ".join(owners[:8]) + (f" and {len(owners) - 8} more" if len(owners) > 8 else "")
+
+
 # ----------------------------------------------------------------------------- 8. batch sizes
 
 
 def check_batch_size(model, samples: list, thresholds: dict, device=None, to_input=None) -> Finding:
     """Forward and backward work for len(samples); in eval mode each sample's output equals its
-    output alone (padding does not leak). `to_input` (batch -> batch) is what training applies
-    between loader and model (device, batch_transform); a leak it causes is named as its own."""
+    output alone (padding does not leak; a NaN is never equal to a number). `to_input`
+    (batch -> batch) is what training applies between loader and model (device,
+    batch_transform). Where a sample's output differs, where that is born is measured:
+    `values["born_in"]` is "padding[batch_transform]" when the sample's model input differs alone
+    and in the batch and that changes the output, else "padding[model]" when the model's output
+    differs on identical inputs (the sample's alone input zero-padded into the batch)."""
     start = time.perf_counter()
     n = len(samples)
     device = device or next(model.parameters()).device
     to_input = to_input or (lambda b: b.to(device))
     batch = to_input(collate(samples))
-    fails = []
+    atol = thresholds["padding_atol"]
+    fails, values = [], {}
     model.train()
     model.zero_grad(set_to_none=True)
     log_probs, out_lengths = model(batch.features, batch.lengths)
@@ -222,32 +306,110 @@ def check_batch_size(model, samples: list, thresholds: dict, device=None, to_inp
             fails.append(f"batch size {n}: non-finite gradients")
     model.zero_grad(set_to_none=True)
     model.eval()
-    worst, leaking, input_leak = 0.0, [], 0.0
+    worst, leaking, nonfinite, nonfinite_ids, rows, raised, raise_text = 0.0, [], [], [], [], [], ""
+    alone_inputs, alone_outputs, input_diffs = [], [], []
     with torch.no_grad():
-        together, out_len = model(batch.features, batch.lengths)
-        for i, s in enumerate(samples):
+        try:
+            together, out_len = model(batch.features, batch.lengths)
+        except Exception as exc:  # noqa: BLE001 - the model fails in eval mode on this batch: that is the finding
+            fails.append(f"batch size {n}: the eval-mode forward pass raises {one_line(exc)}")
+            together = None
+        for i, s in enumerate(samples if together is not None else []):
             single = to_input(collate([s]))
-            input_leak = max(input_leak, float((batch.features[i, : s.length] - single.features[0]).abs().max()))
-            alone, _ = model(single.features, single.lengths)
-            diff = float((together[i, : out_len[i]] - alone[0, : out_len[i]]).abs().max())
+            k = int(single.lengths[0])
+            input_diffs.append(_prefix_diff(batch.features[i], single.features[0], k))
+            alone_inputs.append(single)
+            in_batch_bad = not bool(torch.isfinite(together[i, : int(out_len[i])]).all())
+            try:
+                alone, alone_len = model(single.features, single.lengths)
+            except Exception as exc:  # noqa: BLE001 - the model fails on a batch of one: that is the finding
+                raised.append(s.id)
+                raise_text = raise_text or one_line(exc)
+                alone_outputs.append(None)
+                if in_batch_bad:
+                    nonfinite.append(f"{s.id} (in the padded batch)")
+                    nonfinite_ids.append(s.id)
+                continue
+            m = int(alone_len[0])
+            diff = _prefix_diff(together[i], alone[0], m)
+            alone_outputs.append(alone[0, :m])
+            alone_bad = not bool(torch.isfinite(alone[0, :m]).all())
+            if alone_bad or in_batch_bad:
+                where = "alone and in the padded batch" if alone_bad and in_batch_bad else "alone only" if alone_bad else "in the padded batch only"
+                nonfinite.append(f"{s.id} ({where})")
+                nonfinite_ids.append(s.id)
             worst = max(worst, diff)
-            if diff > thresholds["padding_atol"]:
+            rows.append([s.id, s.length, f"{input_diffs[-1]:.3g}", f"{diff:.3g}"])
+            if diff > atol:
                 leaking.append(s.id)
-    if leaking:
-        where = (
-            f": the model input itself differs (by up to {input_leak:.3g}), so the step between loader and model "
-            "(batch_transform) takes statistics over padded frames" if input_leak > thresholds["padding_atol"] else ""
-        )
-        fails.append(f"padding leaks: {len(leaking)} sample(s) give different log-probs alone and in a padded batch (max diff {worst:.3g}){where}")
+        if raised:
+            fails.append(f"sample(s) {', '.join(raised)} alone (a batch of one, no padding): the forward pass raises {raise_text}")
+        if nonfinite:
+            fails.append(f"batch size {n}: eval-mode output not finite for {', '.join(nonfinite)}")
+        differing = [i for i, s in enumerate(samples) if s.id in leaking and alone_outputs[i] is not None]
+        if differing:
+            origin = _padding_origin(model, batch, together, alone_inputs, alone_outputs, input_diffs, differing, atol)
+            values.update(origin)
+            text = (f"padding leaks: {len(differing)} sample(s) give different log-probs alone and in a padded batch "
+                    f"(max diff {worst:.3g})")
+            if origin.get("born_in") == "padding[batch_transform]":
+                text += (f"; born in the batch_transform (padding[batch_transform]): a sample's model input differs by up to "
+                         f"{origin['transform_input_diff']:.3g} alone and in the batch (its statistics include padded frames), "
+                         f"which changes its output by {origin['transform_effect']:.3g}")
+            elif origin.get("born_in") == "padding[model]":
+                text += (f"; born in the model (padding[model]): on identical inputs (each sample's own input zero-padded into "
+                         f"the batch) its output still differs by {origin['model_diff']:.3g}")
+            fails.append(text)
+    values.update(key=f"diff {worst:.1e}", max_diff=worst)
+    hint = ""
+    attention = any(module_kind(m) == "attention" for m in model.modules())
+    if values.get("born_in") == "padding[batch_transform]":
+        hint = "take the batch_transform's statistics over valid frames only and keep padded frames at 0 (see padding[batch_transform])"
+    elif nonfinite or raised or together is None:
+        hint = "see the forward check (it names the first non-finite module)" + (
+            "; with attention: a key padding mask must be True at padded frames (an inverted one masks every key of an unpadded sample)"
+            if attention else "")
+    elif fails:
+        hint = "see padding[model] for the module that mixes padded frames in: mask padded frames after every temporal conv/pool, pack the RNN input, pass a key padding mask, avoid norms over time"
     return Finding(
         check=f"batch_size[{n}]",
         status=status_from(bool(fails)),
         summary="; ".join(fails) or f"batch size {n}: forward/backward finite, alone vs padded max diff {worst:.1e}",
-        hint="mask padded frames after every temporal conv/pool, pack the LSTM input, avoid norms over time" if fails else "",
-        values={"key": f"diff {worst:.1e}", "max_diff": worst},
-        samples=leaking,
+        hint=hint,
+        values=values,
+        samples=list(dict.fromkeys(leaking + raised + nonfinite_ids)),
+        tables={"Alone vs in the padded batch": table(["id", "frames", "max |input diff|", "max |output diff|"], rows)} if rows else {},
         seconds=time.perf_counter() - start,
     )
+
+
+def _prefix_diff(a: torch.Tensor, b: torch.Tensor, k: int) -> float:
+    """NaN-aware largest difference of two [T, ...] tensors over their first k frames (inf when either is shorter)."""
+    if a.shape[0] < k or b.shape[0] < k or a.shape[1:] != b.shape[1:]:
+        return float("inf")
+    return nan_diff(a[:k], b[:k])
+
+
+def _padding_origin(model, batch: Batch, together, alone_inputs, alone_outputs, input_diffs, differing, atol) -> dict:
+    """Where the difference of the `differing` samples is born: feed the model every sample's
+    alone input zero-padded into the batch. Its output still differing from the alone one is
+    the model's; the batched input's output differing from it is the transform's (a sample's
+    model input depends on the batch). Both: the transform's, its root comes first."""
+    feats = [a.features[0] for a in alone_inputs]
+    if any(f.shape[1:] != batch.features.shape[2:] or f.shape[0] > batch.features.shape[1] for f in feats):
+        return {}
+    x = torch.zeros_like(batch.features)
+    for b, f in enumerate(feats):
+        x[b, : f.shape[0]] = f
+    repadded, _ = model(x, batch.lengths)
+    model_diff = max(_prefix_diff(repadded[i], alone_outputs[i], alone_outputs[i].shape[0]) for i in differing)
+    effect = max((_prefix_diff(together[i], repadded[i], alone_outputs[i].shape[0]) for i in differing if input_diffs[i] > atol), default=0.0)
+    out = {"model_diff": model_diff, "transform_effect": effect, "transform_input_diff": max(input_diffs[i] for i in differing)}
+    if effect > atol:
+        out["born_in"] = "padding[batch_transform]"
+    elif model_diff > atol:
+        out["born_in"] = "padding[model]"
+    return out
 
 
 # ----------------------------------------------------------------------------- 9. modalities
@@ -268,37 +430,103 @@ def modality_input_gradients(model, batch: Batch, modalities) -> dict:
     return out
 
 
+SHAPE_WORDS = ("shape", "size", "mat1 and mat2", "expected input", "expects", "dimension", "channels")
+
+
+def _expected_width(model) -> int | None:
+    """The input width a model's first layer expects (in_features / in_channels / input_size /
+    normalized_shape of the first module that has one), None if none says."""
+    for m in model.modules():
+        for attr in ("in_features", "in_channels", "input_size"):
+            if isinstance(getattr(m, attr, None), int):
+                return int(getattr(m, attr))
+        shape = getattr(m, "normalized_shape", None)
+        if isinstance(shape, tuple) and len(shape) == 1:
+            return int(shape[0])
+    return None
+
+
+def _single_modality(build_single, name: str, width: int, sub: Batch) -> tuple[str, float | None, bool | None]:
+    """(how the single-modality model of `name` went, its loss, finite or None when not measured)."""
+    try:
+        single = build_single(name)
+    except Exception as exc:  # noqa: BLE001 - a factory that cannot build it: not measured
+        return f"not measured: the factory cannot build a model for '{name}' alone ({one_line(exc)})", None, None
+    single.train()
+    try:
+        lp, ol = single(sub.features, sub.lengths)
+    except Exception as exc:  # noqa: BLE001 - judged below: a shape error is a factory ignoring input_dim
+        expected = _expected_width(single)
+        if (expected is not None and expected != width) or any(w in str(exc).lower() for w in SHAPE_WORDS):
+            expects = f" it expects {expected}" if expected is not None and expected != width else f" it fails on that width ({one_line(exc)})"
+            return f"not measured: the factory ignores input_dim (built with input_dim={width}{expects})", None, None
+        return f"not measured: the model built for '{name}' alone raises {one_line(exc)}", None, None
+    loss = ctc_loss_per_sample(lp, ol, sub.targets, sub.target_lengths).mean()
+    ok = bool(torch.isfinite(loss))
+    if ok:
+        loss.backward()
+        ok = all(p.grad is None or torch.isfinite(p.grad).all() for p in single.parameters())
+    return "measured", float(loss.detach()), ok
+
+
 def check_modalities(full_model, batch: Batch, build_single, modalities) -> Finding:
     """Each single-modality model runs forward/backward finite; in the full model each modality's
-    input receives a non-zero gradient (none ignored). build_single(name) -> model for that modality."""
+    input receives a non-zero gradient (none ignored). build_single(name) -> model for that modality.
+
+    A factory that ignores input_dim (the single model does not take its modality's width) or
+    cannot build a model for one modality is not a failure: that row is not measured and the
+    full model's per-modality input gradients are judged alone; with nothing measurable at all
+    the check skips."""
     start = time.perf_counter()
-    fails, rows, bad = [], [], ""
-    grads = modality_input_gradients(full_model, batch, modalities)
+    fails, rows, bad, notes = [], [], "", []
+    try:
+        grads = modality_input_gradients(full_model, batch, modalities)
+    except Exception as exc:  # noqa: BLE001 - the full model's gradient cannot be measured
+        grads, full_error = None, one_line(exc)
+    else:
+        full_error = "" if all(math.isfinite(g) for g in grads.values()) else "its loss or input gradient is not finite"
+        grads = grads if not full_error else None
+    measured_single = 0
     offset = 0
     for name, width in modality_widths(modalities).items():
-        single = build_single(name)
         sub = Batch(batch.features[..., offset : offset + width], batch.lengths, batch.targets, batch.target_lengths, batch.ids, batch.glosses, batch.normalization)
         offset += width
-        single.train()
-        lp, ol = single(sub.features, sub.lengths)
-        loss = ctc_loss_per_sample(lp, ol, sub.targets, sub.target_lengths).mean()
-        ok = bool(torch.isfinite(loss))
-        if ok:
-            loss.backward()
-            ok = all(p.grad is None or torch.isfinite(p.grad).all() for p in single.parameters())
-        rows.append([name, width, f"{loss.item():.3f}", "yes" if ok else "NO", f"{grads[name]:.3g}"])
-        if not ok:
-            fails.append(f"model built for '{name}' alone is not finite in forward/backward")
-            bad = bad or name
-        if grads[name] == 0:
+        status, loss, ok = _single_modality(build_single, name, width, sub)
+        if ok is None:
+            notes.append(f"'{name}': {status}")
+        else:
+            measured_single += 1
+            if not ok:
+                fails.append(f"model built for '{name}' alone is not finite in forward/backward")
+                bad = bad or name
+        grad = grads[name] if grads is not None else None
+        rows.append([name, width, status if ok is None else f"{loss:.3f}", "-" if ok is None else "yes" if ok else "NO",
+                     f"{grad:.3g}" if grad is not None else "not measured"])
+        if grad == 0:
             fails.append(f"the full model ignores '{name}': its input receives zero gradient")
             bad = bad or name
+    if grads is None and not measured_single:
+        why = f"the full model's input gradient could not be measured ({full_error})"
+        reasons = "; ".join(notes) if notes else ""
+        return Finding(check="modalities", status=SKIP, summary=f"nothing measurable: {why}" + (f"; {reasons}" if reasons else ""),
+                       values={"key": "not measured"}, seconds=time.perf_counter() - start)
+    judged = []
+    if grads is not None:
+        judged.append("receives gradient in the full model")
+    if measured_single:
+        judged.append(f"{measured_single} of {len(rows)} work alone")
+    summary = "; ".join(fails) or f"each of {list(modalities)} " + " and ".join(judged)
+    if notes:
+        summary += " (" + "; ".join(notes) + ")"
+    if grads is None:
+        summary += f"; the full model's input gradient is not measured ({full_error})"
     return Finding(
         check="modalities",
         status=status_from(bool(fails)),
-        summary="; ".join(fails) or f"each of {list(modalities)} works alone and receives gradient in the full model",
-        hint=f"look at the fusion branch of '{bad}' (detached or unused projection?)" if fails else "",
-        values={"key": f"{len(modalities)} modalities", "input_grad": grads},
+        summary=summary,
+        hint=f"look at the fusion branch of '{bad}' (detached or unused projection?)" if fails else
+             ("build the model from input_dim so each modality can be checked alone" if notes else ""),
+        values={"key": f"{len(modalities)} modalities", "input_grad": grads or {}, "single_measured": measured_single},
         modality=bad,
         tables={"Modalities": table(["modality", "width", "loss alone", "finite", "mean |grad| in full model"], rows)},
         seconds=time.perf_counter() - start,

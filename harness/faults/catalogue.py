@@ -98,8 +98,8 @@ CATALOGUE: tuple[Fault, ...] = (
         "padding_leak",
         "Masking disabled (model.masking.pad_mask all true in the models): padded frames feed the convolutions, so a sample's "
         "output depends on what it is batched with (cf. github.com/castorini/castor/issues/176).",
-        ("batch_size", "gradients"), masking_disabled,
-        cause={"batch_size": ("padding leaks",), "gradients": ("padded frames receive gradient",)},
+        ("padding", "batch_size"), masking_disabled,
+        cause={"padding": ("mixes padded frames into valid ones", "born in", "conv"), "batch_size": ("padding leaks",)},
     ),
     Fault(
         "lr_100x",
@@ -110,8 +110,8 @@ CATALOGUE: tuple[Fault, ...] = (
     Fault(
         "dead_branch",
         "The 'hands' projection is detached in the fusion: that branch never learns and the model ignores the hands.",
-        ("gradients", "modalities"), dead_branch,
-        cause={"gradients": ("dead branch", "fusion.proj.hands"), "modalities": ("ignores 'hands'",)}, modality="hands",
+        ("modalities",), dead_branch,
+        cause={"modalities": ("ignores 'hands'",)}, modality="hands",
     ),
     Fault(
         "frozen_model", "Learning rate 0: the optimizer steps but nothing changes.",
@@ -140,7 +140,7 @@ CATALOGUE: tuple[Fault, ...] = (
         "lstm_not_packed",
         "The BiLSTM runs on the padded tensor instead of a packed sequence: its backward direction starts in the "
         "padding (github.com/pytorch/pytorch/issues/1811, github.com/pytorch/pytorch/issues/3662).",
-        ("batch_size",), lstm_not_packed, cause={"batch_size": ("padding leaks",)},
+        ("padding", "batch_size"), lstm_not_packed, cause={"padding": ("born in 'lstm' (LSTM)",), "batch_size": ("padding leaks",)},
     ),
     Fault(
         "log_softmax_over_time",

@@ -173,7 +173,7 @@ def teacher_train_mode(setup):
             p.requires_grad_(False)
         return module
 
-    with _fresh_teachers(), mock.patch("model.student.freeze_teacher", freeze_keeping_train_mode):
+    with _fresh_teachers(), mock.patch("model.distill.freeze_teacher", freeze_keeping_train_mode):
         yield _distilling(setup, _teacher_copy(setup, "teacher_train_mode.pt", lambda c: c))
 
 
