@@ -13,7 +13,7 @@ pad_safe=True (model_overrides) is the padding-safe version of the same network:
 are zeroed after every temporal op (-inf before max pooling), a per-frame LayerNorm over the
 channels replaces GroupNorm (whose statistics span time, padded frames included), the upsampling
 is a x2 nearest repeat cropped to T (a linear interpolation to the padded length changes with
-the batch's padding), and the LSTM input is packed.
+the batch's padding), and the LSTM input is packed. group_norm=True keeps GroupNorm in it.
 """
 from __future__ import annotations
 
@@ -37,21 +37,22 @@ def valid_mask(lengths, t, device):
 
 
 class Norm(nn.Module):
-    """GroupNorm over (channels, time), or a per-frame LayerNorm over channels when pad_safe."""
+    """GroupNorm over (channels, time), or a per-frame LayerNorm over channels when pad_safe
+    (group_norm=True keeps GroupNorm in the pad-safe network)."""
 
-    def __init__(self, channels, pad_safe):
+    def __init__(self, channels, pad_safe, group_norm=None):
         super().__init__()
-        self.pad_safe = pad_safe
-        self.norm = nn.LayerNorm(channels) if pad_safe else nn.GroupNorm(8, channels)
+        self.per_frame = pad_safe if group_norm is None else not group_norm
+        self.norm = nn.LayerNorm(channels) if self.per_frame else nn.GroupNorm(8, channels)
 
     def forward(self, x):  # [B, C, T]
-        if self.pad_safe:
+        if self.per_frame:
             return self.norm(x.transpose(1, 2)).transpose(1, 2)
         return self.norm(x)
 
 
 class Inception(nn.Module):
-    def __init__(self, c_in, b1, b3r, b3, b5r, b5, bp, pad_safe):
+    def __init__(self, c_in, b1, b3r, b3, b5r, b5, bp, pad_safe, group_norm=None):
         super().__init__()
         self.pad_safe = pad_safe
         self.branch1 = nn.Conv1d(c_in, b1, 1)
@@ -59,7 +60,7 @@ class Inception(nn.Module):
         self.branch5 = nn.Sequential(nn.Conv1d(c_in, b5r, 1), nn.ReLU(), nn.Conv1d(b5r, b5, 5, padding=2))
         self.pool_proj = nn.Conv1d(c_in, bp, 1)
         self.out_channels = b1 + b3 + b5 + bp
-        self.norm = Norm(self.out_channels, pad_safe)
+        self.norm = Norm(self.out_channels, pad_safe, group_norm)
 
     def forward(self, x, mask):  # x [B, C, T], mask [B, 1, T]
         if self.pad_safe:
@@ -75,7 +76,7 @@ class Inception(nn.Module):
 
 
 class I3DTeacher(nn.Module):
-    def __init__(self, vocab_size, input_dim=6516, fusion_dim=512, stem_dim=384, lstm_hidden=256, lstm_layers=2, dropout=0.1, pad_safe=False):
+    def __init__(self, vocab_size, input_dim=6516, fusion_dim=512, stem_dim=384, lstm_hidden=256, lstm_layers=2, dropout=0.1, pad_safe=False, group_norm=None):
         super().__init__()
         if input_dim != BLOCKS * RAW:
             raise ValueError(f"expects {BLOCKS * RAW} features a frame, got {input_dim}")
@@ -87,11 +88,11 @@ class I3DTeacher(nn.Module):
             self.modalities[name] = nn.Linear(len(getattr(self, f"idx_{name}")), width)
         self.fusion = nn.Linear(sum(widths.values()), fusion_dim)
         self.stem_conv = nn.Conv1d(fusion_dim, stem_dim, 7, padding=3)
-        self.stem_norm = Norm(stem_dim, pad_safe)
+        self.stem_norm = Norm(stem_dim, pad_safe, group_norm)
         self.blocks = nn.ModuleList()
         c = stem_dim
         for spec in [(128, 128, 192, 32, 96, 64), (192, 96, 208, 16, 48, 64), (160, 112, 224, 24, 64, 64)]:
-            block = Inception(c, *spec, pad_safe=pad_safe)
+            block = Inception(c, *spec, pad_safe=pad_safe, group_norm=group_norm)
             self.blocks.append(block)
             c = block.out_channels
         self.lstm = nn.LSTM(c, lstm_hidden, num_layers=lstm_layers, batch_first=True, bidirectional=True, dropout=dropout)
