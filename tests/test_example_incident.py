@@ -131,7 +131,34 @@ def test_fixed_config_passes_and_measures_the_double_normalization(runs):
     _harmless(mi["summary"])
     for n in (1, 2, 4):  # the per-frame LayerNorm undoes the padding-dependent per-sample z-score
         assert r["findings"][f"batch_size[{n}]"]["status"] == "pass"
+    # so the z-score's dependence on padding is latent for this model: a warning that says so
+    pad = r["findings"]["padding[batch_transform]"]
+    assert pad["status"] == "warn" and "no effect on this model's output" in pad["summary"], pad["summary"]
     assert r["findings"]["smoke"]["status"] == "pass"
+
+
+def test_reported_config_judges_padding_only_on_finite_input(runs):
+    findings = runs["broken"]["findings"]
+    for where in ("batch_transform", "model"):
+        f = findings[f"padding[{where}]"]
+        assert f["status"] == "skip" and "nothing to judge" in f["summary"], f["summary"]
+
+
+def test_a_std_floor_alone_fails_on_the_dev_samples_it_divides_by_the_floor():
+    """floored.toml: no NaN, but a dev/test sample in which the left hand appears reaches 2.1e3
+    (x / 1e-3) where train never moved, and the loop's z-score squashes the rest of it."""
+    import numpy as np
+
+    from harness.context import HarnessContext
+    from harness.suite import run_check
+    from model.config import load_config
+
+    with np.errstate(all="ignore"):
+        f = run_check("model_input", HarnessContext(load_config(EXAMPLE / "floored.toml")))
+    assert f.status == "fail" and f.values["born_in"] == "dataset", f.message()
+    assert f.values["divisor"]["attribute"] == "dataset.feature_std" and f.values["divisor"]["value"] == pytest.approx(1e-3)
+    assert "the dataset's output on dev/test is unbounded" in f.summary and "divides the whole sample by" in f.summary, f.summary
+    assert all(loc["sample"].startswith(("demo-dev", "demo-test")) for loc in f.values["locations"]), f.values["locations"]
 
 
 def test_relative_config_path_from_the_project_root(runs):

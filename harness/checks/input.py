@@ -421,7 +421,7 @@ def _transform_effect(p: _Probe, b: int, f: int, j: int, outliers: np.ndarray, t
 def diagnose_bounded(p: _Probe, thresholds: dict, beyond: dict | None = None) -> Diagnosis:
     """The model input within max_abs_input; with a batch_transform, the dataset's output before it
     too (warned: the transform scales it back, and the rest of that sample with it), except in the
-    dev/test channels that diagnose_dataset_unbounded fails (`beyond`: _beyond_train_scale)."""
+    dev/test samples that diagnose_dataset_unbounded fails (`beyond`: _beyond_train_scale)."""
     limit = thresholds["max_abs_input"]
     finite1 = p.finite1
     max_abs = float(np.abs(finite1).max()) if finite1.size else 0.0
@@ -435,8 +435,8 @@ def diagnose_bounded(p: _Probe, thresholds: dict, beyond: dict | None = None) ->
     if not (p.transform and p.same_width):
         return d
     finite0 = np.abs(p.finite0)
-    for b, (_, hit) in (beyond or {}).items():
-        finite0[b][:, hit] = 0.0
+    for b in beyond or {}:  # that sample's failure already names its unbounded values
+        finite0[b] = 0.0
     raw_max = float(finite0.max()) if finite0.size else 0.0
     if raw_max > limit:
         b, f, j = np.unravel_index(int(np.argmax(finite0)), finite0.shape)

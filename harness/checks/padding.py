@@ -55,7 +55,11 @@ def check_padding(model, samples: list, to_input, thresholds: dict, where: str, 
     label = f"padding[{where}]"
     if where == "batch_transform" and not transform_name:
         return Finding(check=label, status=SKIP, summary="no batch_transform is configured: the model input is the dataset's output")
-    picks, judged = probe_samples(samples)
+    finite = [s for s in samples if bool(torch.isfinite(torch.as_tensor(s.features)).all())]
+    if not finite:
+        return Finding(check=label, status=SKIP, seconds=time.perf_counter() - start,
+                       summary="nothing to judge: every probe sample's features hold NaN/Inf (see model_input); padding is judged on finite input")
+    picks, judged = probe_samples(finite)
     model.eval()
     with torch.no_grad():
         finding = _transform(model, picks, judged, to_input, thresholds, transform_name) if where == "batch_transform" \
