@@ -10,6 +10,11 @@ tests under the autoloaded pytest plugin) is left to Python's own lookup, so imp
 harness changes nothing for code that is not this project's. A user's model.py named in the
 configuration (`model = "model:make_model"`) is loaded from its file by
 `model.components.import_object`.
+
+The Python API is exported lazily (this module is imported by the pytest plugin in every pytest
+run, so it imports nothing heavy itself): `from harness import check` (harness/api.py: the checks
+on a configuration or on Python objects, a Report back) and `from harness import guard`
+(harness/guard.py: a watch on the user's own training loop for non-finite steps).
 """
 from __future__ import annotations
 
@@ -53,3 +58,18 @@ class ProjectPackages:
 # once per process, also when this module is imported again (importlib.reload, a test that clears sys.modules)
 sys.meta_path[:] = [f for f in sys.meta_path if not (getattr(f, "__module__", None) == __name__ and getattr(f, "__qualname__", None) == "ProjectPackages")]
 sys.meta_path.insert(0, ProjectPackages)
+
+
+# name -> "module:attribute", or "module" for the module itself (harness.guard is callable: guard(model, ...) builds a Guard)
+_LAZY = {"check": "harness.api:check", "Report": "harness.api:Report", "HarnessFailure": "harness.api:HarnessFailure",
+         "guard": "harness.guard", "Guard": "harness.guard:Guard", "NonFiniteStep": "harness.guard:NonFiniteStep"}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    """`from harness import check` / `guard`: imported on first use."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, _, attr = _LAZY[name].partition(":")
+    obj = importlib.import_module(module)
+    return getattr(obj, attr) if attr else obj

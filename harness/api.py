@@ -198,7 +198,7 @@ def check(config=None, *, model=None, dataset=None, transform=None, data_dir=Non
             overrides["device"] = str(device)
         cfg = _config(config, overrides)
         pairs = select_checks(cfg, only, configured_only=True)
-        ctx = HarnessContext(cfg, device=None if device is None else str(device))
+        ctx = HarnessContext(cfg)  # on cfg.device, resolved as train.py resolves it
         threads = torch.get_num_threads()
         if ctx.device.type == "cpu":
             torch.set_num_threads(1)  # small probe batches: one thread avoids oversubscription (as the pytest plugin does)

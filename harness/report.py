@@ -331,8 +331,9 @@ MOVE_UP = ("<script>(function(){var s=document.getElementById('harness-summary')
            "if(s&&e){e.parentNode.insertBefore(s,e);}})();</script>")
 
 
-def render_summary(findings: list[dict], plots: list | None = None, errors: list | None = None) -> str:
-    """The summary section (HTML) from finding dicts; "" when no harness test ran."""
+def render_summary(findings: list[dict], plots: list | None = None, errors: list | None = None, standalone: bool = False) -> str:
+    """The summary section (HTML) from finding dicts; "" when no harness test ran. `standalone`:
+    for a page of its own or a notebook (harness.api.Report), not inside pytest-html's report."""
     errors = errors or []
     if not findings and not errors:
         return ""
@@ -340,7 +341,25 @@ def render_summary(findings: list[dict], plots: list | None = None, errors: list
     table = ("<table class='findings'><thead><tr><th>check</th><th>status</th><th>key figure</th><th>what was found</th>"
              "<th>samples</th><th>hint</th></tr></thead><tbody>"
              + _errors_table(errors) + "".join(_row(f) for f in rows) + "</tbody></table>")
-    note = ("<div class='note'>Every check's full record (its tables, plots and captured output) is its row in the "
-            "results table below; hover over samples or features for the full list.</div>")
+    if standalone:
+        note = "<div class='note'>Hover over samples or features for the full list.</div>"
+    else:
+        note = ("<div class='note'>Every check's full record (its tables, plots and captured output) is its row in the "
+                "results table below; hover over samples or features for the full list.</div>")
     return (f"<section id='harness-summary'><style>{STYLE}</style>{_banner(rows, errors)}{table}"
-            f"{_plots(plots or [], rows)}{note}</section>{MOVE_UP}")
+            f"{_plots(plots or [], rows)}{note}</section>{'' if standalone else MOVE_UP}")
+
+
+def page(findings: list[Finding], title: str = "CSLR harness report") -> str:
+    """A self-contained HTML page of findings (harness.api.Report.to_html): the summary, its
+    plots, then each failed or warned finding's full message and tables."""
+    dicts = [f.to_json() for f in findings]
+    details = []
+    for f in sorted((f for f in findings if f.status in (FAIL, WARN)), key=lambda f: GROUPS.index(f.status)):
+        tables = "".join(html_table(k, v) for k, v in f.tables.items())
+        details.append(f"<div class='finding'><h3>{esc(f.check)}</h3><pre>{esc(f.message())}</pre>{tables}</div>")
+    body = render_summary(dicts, plot_records(findings), standalone=True) or "<p>no check recorded a finding</p>"
+    more = f"<section id='harness-details'><h2>Failed and warned checks</h2>{''.join(details)}</section>" if details else ""
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{esc(title)}</title>"
+            "<style>body{font-family:sans-serif;margin:16px}pre{white-space:pre-wrap;font-size:12px;background:#f7f7f7;padding:6px}</style>"
+            f"</head><body><h1>{esc(title)}</h1>{body}{more}</body></html>\n")
