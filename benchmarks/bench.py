@@ -27,6 +27,8 @@ Sections (goals in GOALS):
               model.recognize real-time factor on a 30 fps video (extraction and model apart),
               model.evaluate frames/s vs a bare forward pass, ONNX Runtime vs PyTorch latency
               for one sentence (model.export's ONNX file) and its parity
+  guard       seconds a step of a bare training loop (small conv + BiLSTM CTC model) vs the same
+              loop checking every step with harness.guard (g.step and g.watch) on healthy steps
   scale       (--scale FRAMES) wall time and peak memory of the streaming compat data pass
               (scan_corpus with 2 workers + clean features + CTC feasibility + labels)
 

@@ -22,6 +22,8 @@ GOALS = {
     "raw16_vs_full32_bytes": ("<=", 0.13),
     "recognize_rtf": (">=", 1.0),
     "export_parity_max_abs": ("<=", 1e-4),
+    "guard_overhead": ("<=", 1.03),
+    "guard_watch_overhead": ("<=", 1.03),
 }
 
 

@@ -443,6 +443,119 @@ def section_scale(tmp: Path, total_frames: int, frames: int = 200, dtype: str = 
     return res
 
 
+def _conv_bilstm(input_dim: int, vocab: int, hidden: int):
+    """The guard section's model: a small conv + BiLSTM CTC model, as a user writes one."""
+    import torch
+    from torch import nn
+
+    class ConvBiLSTM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(input_dim, hidden, kernel_size=5, stride=2, padding=2)
+            self.lstm = nn.LSTM(hidden, hidden, batch_first=True, bidirectional=True)
+            self.head = nn.Linear(2 * hidden, vocab)
+
+        def output_lengths(self, lengths):
+            return (lengths + 1) // 2
+
+        def forward(self, x, lengths):
+            h = torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2)
+            h, _ = self.lstm(h)
+            return self.head(h).log_softmax(-1), self.output_lengths(lengths)
+
+    return ConvBiLSTM()
+
+
+def section_guard(tmp: Path, quick: bool, rounds: int, threads: int = 1) -> SectionResult:
+    """harness.guard on healthy steps: seconds a step of a bare training loop (forward, CTC,
+    backward, AdamW) of a small conv + BiLSTM model vs the same loop checking every step with
+    `g.step(batch, loss)`, and with `with g.watch(batch):`. Same batches, same initial weights (a
+    copy each side), one torch thread. The sides alternate step by step, their order rotating
+    each step (no side ever runs twice in a row: the one that did would find its weights still in
+    cache), each batch's best time of the rounds is kept, and a side's figure is the mean of its
+    batches' best times: a step is ~10 ms, so slower alternation measures the machine's load."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    from harness.guard import Guard
+
+    res = SectionResult("guard")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        batch_size, frames, input_dim, vocab, hidden = 8, 120, 150, 60, 64
+        n_batches, rounds = (8, max(rounds, 5)) if quick else (16, max(rounds, 10))
+        base = _conv_bilstm(input_dim, vocab, hidden)
+        batches = []
+        for _ in range(n_batches):
+            lengths = torch.randint(frames // 2, frames + 1, (batch_size,))
+            lengths[0] = frames
+            batches.append({"features": torch.randn(batch_size, frames, input_dim), "lengths": lengths,
+                            "targets": torch.randint(1, vocab, (batch_size, 12)), "target_lengths": torch.randint(4, 13, (batch_size,)),
+                            "ids": [f"s{i}" for i in range(batch_size)]})
+        sides = {}
+        for name in ("bare", "step", "watch"):
+            model = copy.deepcopy(base)
+            sides[name] = (model, torch.optim.AdamW(model.parameters(), lr=1e-4), Guard(model, quiet=True) if name != "bare" else None)
+
+        def loss_of(model, b):
+            log_probs, out_lengths = model(b["features"], b["lengths"])
+            return F.ctc_loss(log_probs.transpose(0, 1), b["targets"], out_lengths, b["target_lengths"], zero_infinity=True)
+
+        def one_step(name: str, b) -> float:
+            model, optimizer, guard = sides[name]
+            t0 = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            if name == "watch":
+                with guard.watch(b):
+                    loss_of(model, b).backward()
+                    optimizer.step()
+            else:
+                loss = loss_of(model, b)
+                loss.backward()
+                if name == "bare" or guard.step(b, loss):
+                    optimizer.step()
+            return time.perf_counter() - t0
+
+        names = list(sides)
+        for name in names:  # warm-up: allocator, kernels, AdamW state
+            one_step(name, batches[0])
+        best = {name: [float("inf")] * n_batches for name in names}
+        k = 0
+        for _ in range(rounds):
+            for i, b in enumerate(batches):
+                for name in names[k % 3:] + names[:k % 3]:
+                    best[name][i] = min(best[name][i], one_step(name, b))
+                k += 1
+        guard = sides["step"][2]
+        loss = loss_of(sides["step"][0], batches[0])
+        loss.backward()
+        t0, n = time.perf_counter(), 200
+        for _ in range(n):
+            guard.healthy(loss)
+        check_us = (time.perf_counter() - t0) / n * 1e6
+        checked = {name: sides[name][2].steps for name in ("step", "watch")}
+    finally:
+        torch.set_num_threads(before)
+    bare, step, watch = (sum(best[k]) / n_batches for k in ("bare", "step", "watch"))
+    n_params = sum(p.numel() for p in base.parameters())
+    res.figures = {"seconds_per_step": {"bare": bare, "step": step, "watch": watch}, "check_us": check_us, "batches": n_batches,
+                   "rounds": rounds, "threads": threads, "batch": [batch_size, frames, input_dim], "parameters": n_params,
+                   "steps_checked": checked, "best_per_batch": best}
+    shape = f"conv+BiLSTM {n_params:,} params, batch {batch_size}x{frames}x{input_dim}, {threads} thread(s), best of {rounds} a batch"
+    res.rows = [
+        Row("guard", "guard_overhead", "loop with g.step(batch, loss) / bare loop (seconds a step)", step / bare,
+            f"{step * 1e3:.2f} ms", f"{bare * 1e3:.2f} ms", shape),
+        Row("guard", "guard_watch_overhead", "loop with `with g.watch(batch)` / bare loop (seconds a step)", watch / bare,
+            f"{watch * 1e3:.2f} ms", f"{bare * 1e3:.2f} ms", "gradients checked in an optimizer step pre-hook"),
+        Row("guard", "guard_check_vs_step", "one healthy check (Guard.healthy) / a bare step", check_us * 1e-6 / bare,
+            f"{check_us:.0f} us", f"{bare * 1e3:.2f} ms", "the guard's own cost, without the loop around it"),
+    ]
+    return res
+
 RUNNERS = {
     "extraction": section_extraction,
     "loader": section_loader,
@@ -452,6 +565,7 @@ RUNNERS = {
     "disk": section_disk,
     "use": section_use,
     "distill": section_distill,
+    "guard": section_guard,
 }
 
 

@@ -34,18 +34,22 @@ class HarnessFailure(AssertionError):
     """Raised by Report.raise_for_failures(): the message lists the root causes, each with its
     summary, samples and hint. An AssertionError, so a pytest test that calls it fails (not errors)."""
 
-    def __init__(self, message: str, report: "Report"):
+    def __init__(self, message: str, report: "Report | None" = None):
         super().__init__(message)
         self.report = report
+
+    def __reduce__(self):
+        return type(self), (str(self), self.report)
 
 
 # ----------------------------------------------------------------------------- selection
 
 
-def select_checks(cfg, only=None, configured_only: bool = True) -> list:
+def select_checks(cfg, only=None, configured_only: bool = True, argument: str = "only") -> list:
     """(check, parameter) pairs of harness/suite.py for `cfg`: every compat and smoke check, or
     exactly those named in `only` (check names such as "model_input", or labels such as
-    "padding[model]"; the overfit run only when named). ValueError names an unknown one."""
+    "padding[model]"; the overfit run only when named). ValueError names an unknown one, as the
+    `argument` it came from."""
     from harness.suite import BY_NAME, expand
 
     if only is None:
@@ -55,7 +59,8 @@ def select_checks(cfg, only=None, configured_only: bool = True) -> list:
     labels = {c.label(p) for c, p in every}
     unknown = [n for n in wanted if n not in BY_NAME and n not in labels]
     if unknown:
-        raise ValueError(f"only={unknown}: no such check; choose from {sorted(BY_NAME)} (or a label such as 'padding[model]')")
+        shown = f"only={unknown}" if argument == "only" else f"{argument} {' '.join(unknown)}"
+        raise ValueError(f"{shown}: no such check; choose from {', '.join(BY_NAME)} (or a label such as 'padding[model]')")
     pairs = expand(cfg, configured_only=configured_only)
     chosen = [(c, p) for c, p in pairs if c.name in wanted or c.label(p) in wanted]
     # a label of another normalization method than the configured one is still run when named
@@ -177,8 +182,9 @@ def check(config=None, *, model=None, dataset=None, transform=None, data_dir=Non
     data_dir: the corpus directory (given to a dataset factory with a data_dir keyword).
     only: check names or labels to run (e.g. ["contract", "model_input", "padding"]); default
         every compat and smoke check of the configured normalization.
-    device: where the checks run ("cpu", "cuda", "cuda:1").
-    config_keys: any other TrainConfig field, e.g. batch_size=4, model_overrides={"hidden": 64}.
+    device: where the checks run ("cpu", "cuda", "cuda:1"; None: the configuration's device).
+    config_keys: any other TrainConfig field, e.g. batch_size=4, model_overrides={"hidden": 64}; a
+        field that names a component as "module:attribute" takes the object too.
     """
     import numpy as np
     import torch
@@ -193,7 +199,9 @@ def check(config=None, *, model=None, dataset=None, transform=None, data_dir=Non
         specs = {"model": _spec_of(model, "model", objects, _EXPECTED["model"]),
                  "dataset": _spec_of(dataset, "dataset", objects, _EXPECTED["dataset"]),
                  "batch_transform": _spec_of(transform, "transform", objects, _EXPECTED["transform"])}
-        overrides = {**config_keys, **{k: v for k, v in specs.items() if v is not None}, "data_dir": None if data_dir is None else str(data_dir)}
+        # any other component given as an object (a configuration key whose value is "module:attribute")
+        others = {k: objects.spec(v, k) if callable(v) and not isinstance(v, str) else v for k, v in config_keys.items()}
+        overrides = {**others, **{k: v for k, v in specs.items() if v is not None}, "data_dir": None if data_dir is None else str(data_dir)}
         if device is not None:
             overrides["device"] = str(device)
         cfg = _config(config, overrides)

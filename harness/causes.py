@@ -27,6 +27,7 @@ LAYERS = {
     "padding[model]": 3.5,  # the forward pass of a padded batch
     "loss_at_init": 4, "teacher_competence": 4, "distill_loss": 4,
     "gradients": 5, "teacher_frozen": 5,
+    "train_step": 5.5,  # the user's training step: smoke and overfit run it
     "batch_size": 6, "modalities": 6, "smoke": 6, "overfit": 6, "replay": 6,
 }
 INPUT_CHECKS = ("normalization", "model_input", "padding[batch_transform]")  # all judge the model input

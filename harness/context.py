@@ -20,7 +20,10 @@ from data.normalize import METHODS
 from harness.scan import scan_corpus, scan_dataset
 from harness.thresholds import resolve
 from model import training
-from model.components import EXTERNAL, ComponentError, ExternalDataset, load_external_splits
+from model.components import (
+    EXTERNAL, ComponentError, ExternalDataset, UserModel, UserVocabulary, batch_from_user, build_user_model, is_component_path, item_key_map,
+    load_collate_fn, load_external_splits, load_train_step, load_user_vocab, step_batch, to_device, user_batch_problems,
+)
 from model.config import TrainConfig
 
 
@@ -65,8 +68,78 @@ class HarnessContext:
     @functools.cached_property
     def _dataset_scan(self):
         vocab = Vocabulary([])  # the scan reads ids, features and glosses only
-        splits = {s: ExternalDataset(ds, self.cfg.dataset, s, vocab) for s, ds in self._external_splits.items()}
+        splits = {s: ExternalDataset(ds, self.cfg.dataset, s, vocab, keys=self.item_keys, user_vocab=self.declared_vocab)
+                  for s, ds in self._external_splits.items()}
         return scan_dataset(splits, self.cfg.dataset)
+
+    # ------------------------------------------------------------------ the user's conventions
+
+    @property
+    def item_keys(self) -> dict:
+        """This project's item keys -> the user's (cfg.item_keys; unnamed ones keep the project's names)."""
+        return item_key_map(self.cfg.item_keys)
+
+    @functools.cached_property
+    def declared_vocab(self) -> UserVocabulary | None:
+        """The vocabulary the configuration names (cfg.vocab, with cfg.blank), None without one."""
+        return load_user_vocab(self.cfg.vocab, self.cfg.blank, self.cfg.config_dir) if self.cfg.vocab is not None else None
+
+    @functools.cached_property
+    def user_vocab(self) -> UserVocabulary | None:
+        """The ids the user's labels, model output and training step use: the declared vocabulary,
+        else (cfg.blank != 0) the project's glosses with the blank at cfg.blank; None when they are
+        the project's own (blank 0, no vocabulary named)."""
+        if self.declared_vocab is not None:
+            return self.declared_vocab
+        if self.cfg.blank != 0:
+            return UserVocabulary.around_blank(self.vocab, self.cfg.blank)
+        return None
+
+    @functools.cached_property
+    def collate_fn(self):
+        """The user's collate_fn (cfg.collate_fn), None without one."""
+        return load_collate_fn(self.cfg.collate_fn, self.cfg.config_dir)
+
+    @functools.cached_property
+    def train_step_fn(self):
+        """The user's train_step (cfg.train_step), None without one."""
+        return load_train_step(self.cfg.train_step, self.cfg.config_dir)
+
+    def convention_report(self) -> tuple[list[str], list[str]]:
+        """(what the declared conventions were found to be, what breaks them) for the contract
+        check: the vocabulary loads, collate_fn keeps its contract on the first two train items,
+        train_step loads and takes (model, batch, optimizer)."""
+        notes, problems = [], []
+        try:
+            if self.user_vocab is not None:
+                notes.append(self.user_vocab.describe())
+        except ComponentError as exc:
+            return notes, [str(exc)]
+        if self.cfg.collate_fn is not None:
+            try:
+                ds = self.dataset()
+                indices = list(range(min(2, len(ds))))
+                samples = [ds[i] for i in indices]
+                raw = self.collate_fn([ds.inner[i] for i in indices])
+                uv = self.user_vocab
+                labels = [uv.user_ids(ds.item(i)[2]) if uv is not None else ds.vocab.encode(ds.item(i)[2], samples[k].id, "skip")
+                          for k, i in enumerate(indices)]
+                found = user_batch_problems(raw, samples, labels, self.item_keys, self.cfg.collate_fn)
+                problems += found
+                if not found:
+                    notes.append(f"collate_fn {self.cfg.collate_fn!r} batches the items ({len(indices)} tried)")
+            except ComponentError as exc:
+                problems.append(str(exc))
+            except Exception as exc:  # noqa: BLE001 - the user's collate: report it in one line
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                problems.append(f"collate_fn = {self.cfg.collate_fn!r} raised {type(exc).__name__} on the first train items: {first}")
+        if self.cfg.train_step is not None:
+            try:
+                self.train_step_fn
+                notes.append(f"train_step {self.cfg.train_step!r} loads (the train_step check runs it)")
+            except ComponentError as exc:
+                problems.append(str(exc))
+        return notes, problems
 
     @property
     def raw_scan(self):
@@ -90,6 +163,10 @@ class HarnessContext:
 
     @functools.cached_property
     def vocab(self) -> Vocabulary:
+        """The vocabulary every check encodes with, blank 0: the declared one in this project's
+        order (UserVocabulary.internal), else built from the train glosses."""
+        if self.declared_vocab is not None:
+            return self.declared_vocab.internal
         if self.external:
             bad = {f.id for f in self.scan.files if f.error}
             return Vocabulary.from_records([r for r in self.records if r.id not in bad])
@@ -133,7 +210,8 @@ class HarnessContext:
         if self.external:
             if method not in (None, EXTERNAL):
                 raise ValueError(f"the dataset is the user's ({self.cfg.dataset}); normalization {method!r} is not the harness's to choose")
-            return ExternalDataset(self._external_splits[split], self.cfg.dataset, split, self.vocab, self.input_dim)
+            return ExternalDataset(self._external_splits[split], self.cfg.dataset, split, self.vocab, self.input_dim,
+                                   keys=self.item_keys, user_vocab=self.declared_vocab)
         method = method or self.cfg.normalize
         if method not in METHODS:
             raise ValueError(f"unknown normalization {method!r}")
@@ -148,9 +226,21 @@ class HarnessContext:
         return [r for r in self.records if r.split == split]
 
     def model(self, modalities=None, seed: int | None = None, input_dim: int | None = None) -> torch.nn.Module:
+        """A freshly initialised model (seeded). A user's factory is held to the model contract
+        through the declared conventions (model.components.build_user_model: the user's module,
+        or a UserModel around it, whose output has the blank at 0)."""
         torch.manual_seed(self.cfg.seed if seed is None else seed)
         cfg = self.cfg if modalities is None else self.cfg.replace(modalities=modalities)
+        if is_component_path(cfg.model):
+            uv = self.user_vocab
+            order = uv.order if uv is not None and uv.permutes else None
+            return build_user_model(cfg, len(self.vocab), input_dim or self.input_dim, order, cfg.blank).to(self.device)
         return training.build_model(cfg, len(self.vocab), input_dim or self.input_dim).to(self.device)
+
+    @staticmethod
+    def user_module(model: torch.nn.Module) -> torch.nn.Module:
+        """The user's own module: the model, or the one a UserModel wraps."""
+        return model.inner if isinstance(model, UserModel) else model
 
     @functools.cached_property
     def transform(self):
@@ -174,6 +264,25 @@ class HarnessContext:
         usable = [(frames[r.id], r.id, i) for i, r in enumerate(self.split_records("train")) if r.id in frames]
         return [i for _, _, i in sorted(usable)[: self.thresholds["overfit_samples"]]]
 
+    def batch(self, indices: list[int], split: str = "train", method: str | None = None):
+        """The loader batch of these samples (on the CPU): the user's collate_fn's (its features,
+        lengths and order; model.components.batch_from_user), else the project's collate."""
+        ds = self.dataset(method, split)
+        samples = [ds[i] for i in indices]
+        if self.collate_fn is not None:
+            return batch_from_user(self.collate_fn([ds.inner[i] for i in indices]), samples, self.item_keys, self.cfg.collate_fn)
+        return collate(samples)
+
+    def step_batch(self, indices: list[int], split: str = "train", method: str | None = None) -> tuple[object, object]:
+        """(what the user's train_step gets, on the device: the user's collate_fn's batch, else
+        model.components.step_batch's dict; the Batch of the same samples, on the CPU)."""
+        ds = self.dataset(method, split)
+        samples = [ds[i] for i in indices]
+        if self.collate_fn is not None:
+            raw = self.collate_fn([ds.inner[i] for i in indices])
+            return to_device(raw, self.device), batch_from_user(raw, samples, self.item_keys, self.cfg.collate_fn)
+        batch = collate(samples)
+        return to_device(step_batch(batch, self.user_vocab), self.device), batch
+
     def probe_batch(self, method: str | None = None, n: int = 4):
-        ds = self.dataset(method)
-        return self.to_input(collate([ds[i] for i in self.probe_indices(method)[:n]]))
+        return self.to_input(self.batch(self.probe_indices(method)[:n], method=method))

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from harness.probes import NONFINITE_HINTS, NonfiniteTrace, one_line, trace_nonfinite
 
@@ -58,6 +59,9 @@ class NonFiniteStep(RuntimeError):
     def __init__(self, failure: "NonFinite"):
         super().__init__(failure.message)
         self.failure = failure
+
+    def __reduce__(self):
+        return type(self), (self.failure,)
 
     @property
     def command(self) -> str:
@@ -372,9 +376,7 @@ class Guard:
             if r:
                 where.append(name)
                 rows += [i for i in r if i not in rows]
-        state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-        pickled, pickle_note = _model_bytes(self.model)
-        replay = replay_call(self.model, lambda: self.forward(self.model, batch), size)
+        replay = replay_call(self.model, lambda: self.forward(self.model, batch), size)  # parameters and buffers left as they were
         if not rows and replay.trace is not None and replay.trace.rows:
             rows = list(replay.trace.rows)
         if not rows and torch.is_tensor(loss) and loss.dim() >= 1 and loss.shape[0] == size:
@@ -391,25 +393,37 @@ class Guard:
         if failure.input_nonfinite:
             failure.hint = "the batch is non-finite before the model sees it: fix the data or its preprocessing for the samples named"
         if save:
-            failure.path = str(self.out_dir / f"nonfinite_step{self.steps}.pt")
-            failure.command = "python -m harness replay " + shlex.quote(failure.path) + (
-                f" --config {shlex.quote(self.config_path)}" if self.config_path else "")
-            payload = {
-                "format": FORMAT, "step": self.steps, "failure": failure.to_json(),
-                "batch": _detached(batch), "model_inputs": {"args": _detached(list(replay.args)), "kwargs": _detached(replay.kwargs)},
-                "state_dict": state, "module_names": [n for n, _ in self.model.named_modules() if n],
-                "model_class": f"{type(self.model).__module__}.{type(self.model).__qualname__}", "training": self.model.training,
-                "vocab_size": replay.vocab_size(), "input_dim": replay.input_dim(),
-                "model_pickle": pickled, "model_pickle_note": pickle_note,
-                "config_path": self.config_path, "config": self.config.to_dict() if self.config is not None else None,
-            }
-            from data.corpus import atomic_write
-
-            atomic_write(Path(failure.path), lambda f: torch.save(payload, f))
-            if pickled is None and self.config is None:
-                failure.command += "  # add --config with the model factory: " + pickle_note
+            self._save(failure, batch, replay)
         failure.message = _message(failure, self.model, replay)
         return failure
+
+    def _save(self, failure: NonFinite, batch, replay: Replay) -> None:
+        """Save the step (atomically) and set failure.path and .command; a write that fails is
+        said in failure.note, not raised over the failure being reported."""
+        from data.corpus import atomic_write
+
+        pickled, pickle_note = _model_bytes(self.model)
+        path = self.out_dir / f"nonfinite_step{self.steps}.pt"
+        command = "python -m harness replay " + shlex.quote(str(path)) + (f" --config {shlex.quote(self.config_path)}" if self.config_path else "")
+        if pickled is None and self.config is None:
+            command += "  # add --config with the model factory: " + pickle_note
+        failure.path, failure.command = str(path), command
+        failure.message = _message(failure, self.model, replay)
+        payload = {
+            "format": FORMAT, "step": self.steps, "failure": failure.to_json(),
+            "batch": _detached(batch), "model_inputs": {"args": _detached(list(replay.args)), "kwargs": _detached(replay.kwargs)},
+            "state_dict": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            "module_names": [n for n, _ in self.model.named_modules() if n],
+            "model_class": f"{type(self.model).__module__}.{type(self.model).__qualname__}", "training": self.model.training,
+            "vocab_size": replay.vocab_size(), "input_dim": replay.input_dim(),
+            "model_pickle": pickled, "model_pickle_note": pickle_note,
+            "config_path": self.config_path, "config": self.config.to_dict() if self.config is not None else None,
+        }
+        try:
+            atomic_write(path, lambda f: torch.save(payload, f))
+        except OSError as exc:
+            failure.path = failure.command = ""
+            failure.note = "; ".join(x for x in (failure.note, f"the step could not be saved to {path}: {exc}") if x)
 
 
 class _Watch:
@@ -424,7 +438,7 @@ class _Watch:
 
     def __enter__(self) -> "_Watch":
         self.guard.steps += 1
-        self._handle = torch.optim.optimizer.register_optimizer_step_pre_hook(self._before_optimizer_step)
+        self._handle = register_optimizer_step_pre_hook(self._before_optimizer_step)
         return self
 
     def _before_optimizer_step(self, optimizer, args, kwargs):
@@ -555,7 +569,8 @@ def _message(f: NonFinite, model: nn.Module, replay: Replay) -> str:
     else:
         lines.append("  input: the batch is finite")
     if f.module is not None:
-        lines.append(f"  first non-finite module: {describe_module(replay, model)}")
+        enters = " (where the non-finite input enters the model)" if f.input_nonfinite or f.model_input_nonfinite else ""
+        lines.append(f"  first non-finite module: {describe_module(replay, model)}{enters}")
     if f.note:
         lines.append(f"  {f.note}")
     if f.samples and not f.input_nonfinite:

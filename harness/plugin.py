@@ -10,6 +10,7 @@ closing table of the terminal summary. In-process runs (the gate, `python -m har
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +42,8 @@ def pytest_addoption(parser):
     )
     group.addoption("--replay", default=None, help="nonfinite_batch.pt saved by train.py: replay it as a failing check")
     group.addoption("--scan-workers", type=int, default=0, help="worker processes for the streaming corpus scan")
+    group.addoption("--only-checks", default=None, metavar="NAMES",
+                    help="comma-separated harness checks to run (names of harness/suite.py, e.g. contract,model_input,padding)")
 
 
 PATH_OPTIONS = ("data_dir", "config", "replay", "diag_json")  # dests of this plugin's options that take a path
@@ -103,7 +106,27 @@ def pytest_unconfigure(config):
         torch.set_num_threads(config.stash[THREADS])
 
 
-def pytest_collection_modifyitems(config, items):
+SUITE = Path(__file__).resolve().with_name("pytest_suite.py")
+# fixtures of this plugin that a test wiring the harness itself uses (harness.pytest_suite.test_check among them)
+OWN_FIXTURES = ("cslr_check", "train_config", "record_finding")
+
+
+def _wants_suite(config, items) -> bool:
+    """Whether to run the harness's checks (harness/pytest_suite.py) in this session without a
+    test file importing them: a configuration or corpus is given (--config / --data-dir), no path
+    was named on the command line (then that is what runs), and no collected test uses this
+    plugin's fixtures (a project that wires the harness itself runs what it wires)."""
+    if not (config.getoption("--config") or config.getoption("--data-dir")):
+        return False
+    if config.args_source == pytest.Config.ArgsSource.ARGS:
+        return False
+    return not any(name in OWN_FIXTURES for item in items for name in getattr(item, "fixturenames", ()))
+
+
+@pytest.hookimpl(tryfirst=True)  # the suite's tests are added before -m / -k deselect
+def pytest_collection_modifyitems(session, config, items):
+    if _wants_suite(config, items):
+        items.extend(session.genitems(pytest.Module.from_parent(session, path=SUITE, nodeid="harness/pytest_suite.py")))
     if config.getoption("--gpu"):
         return
     skip = pytest.mark.skip(reason="needs CUDA: run with --gpu")
@@ -118,8 +141,18 @@ def pytest_generate_tests(metafunc):
     from harness.suite import expand
 
     cfg = _load_config(metafunc.config)
+    configured_only = metafunc.config.getoption("--configured-only")
+    pairs = expand(cfg, configured_only=configured_only)
+    only = metafunc.config.getoption("--only-checks")
+    if only:
+        from harness.api import select_checks
+
+        try:
+            pairs = select_checks(cfg, [n.strip() for n in only.split(",") if n.strip()], configured_only, argument="--only-checks")
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
     params = []
-    for check, param in expand(cfg, configured_only=metafunc.config.getoption("--configured-only")):
+    for check, param in pairs:
         marks = [getattr(pytest.mark, check.marker)] + ([pytest.mark.slow] if check.marker == "overfit" else [])
         params.append(pytest.param((check, param), marks=marks, id=check.name if param is None else f"{check.name}-{param}"))
     metafunc.parametrize("cslr_check", params)

@@ -2,8 +2,11 @@
 harness/suite.py for the configuration under test (--config / --data-dir), each parameter
 carrying its check's marker (compat, smoke, overfit).
 
-Run it where the checks are wanted: `python -m harness check` collects this file; a project's
-own test module can `from harness.pytest_suite import test_check` to run them under its pytest.
+Run it where the checks are wanted: `python -m harness check` collects this file; in any
+project, `pytest -m compat --config cfg.toml` (or `--data-dir DIR`) collects it too when no path
+is named and no collected test uses the plugin's fixtures (harness/plugin.py: _wants_suite); a
+project's own test module can `from harness.pytest_suite import test_check` to run them under
+its pytest whatever the arguments.
 """
 import os
 from pathlib import Path

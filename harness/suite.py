@@ -23,9 +23,10 @@ from harness.checks.input import check_contract, check_model_input
 from harness.checks.model import check_batch_size, check_forward, check_gradients, check_loss_at_init, check_modalities
 from harness.checks.padding import check_padding
 from harness.checks.shift import check_shift
+from harness.checks.step import UserStep, check_train_step, no_train_step
 from harness.checks.training import check_overfit, check_smoke
 from harness.findings import FAIL, SKIP, Finding
-from model.components import ComponentError
+from model.components import ComponentError, UserModel
 from model.config import TrainConfig
 
 BATCH_SIZES = (1, 2, 4)
@@ -83,7 +84,51 @@ def _needs_layout(ctx: HarnessContext) -> str:
 
 
 def _contract(ctx: HarnessContext, _) -> Finding:
-    return check_contract(ctx.cfg, ctx.model, ctx.scan if ctx.external else None, lambda: ctx.transform)
+    """The components' contracts (check_contract), the declared conventions (the vocabulary,
+    collate_fn, train_step: HarnessContext.convention_report) and, for a model seen through
+    UserModel, what the adapter assumed (layout, lengths, logits, blank)."""
+    if ctx.cfg.vocab is not None or ctx.cfg.blank != 0:
+        try:
+            ctx.user_vocab
+        except ComponentError as exc:  # nothing else can be judged without the ids
+            return Finding(check="contract", status=FAIL, summary=str(exc), values={"key": "broken"},
+                           hint="name a vocabulary whose ids the items and the model use: vocab = \"vocab.txt\" (one gloss a line), blank = its index")
+    notes, problems = ctx.convention_report()
+    built = {}
+
+    def build():
+        built["model"] = ctx.model()
+        return built["model"]
+
+    finding = check_contract(ctx.cfg, build, ctx.scan if ctx.external else None, lambda: ctx.transform)
+    model = built.get("model")
+    if isinstance(model, UserModel):
+        notes.insert(0, f"through model.components.UserModel (module names 'inner.*'): {model.describe()}")
+    finding.values["conventions"] = notes
+    if problems:
+        finding.summary = "; ".join(([finding.summary] if finding.status == FAIL else []) + problems)
+        finding.status = FAIL
+        finding.values["key"] = "broken"
+        finding.hint = finding.hint or "make collate_fn and train_step keep their contracts (model.components.UserCollate, TrainStep)"
+    elif finding.status != FAIL and notes:
+        finding.summary += "; " + "; ".join(notes)
+    return finding
+
+
+def _train_step(ctx: HarnessContext, _) -> Finding:
+    indices = ctx.probe_indices(k_random=8)
+    if not indices:
+        return Finding(check="train_step", status=SKIP, summary="nothing to run the step on: no train sample could be read (see the contract check)")
+    return check_train_step(_user_step(ctx), ctx.model(), indices, ctx.cfg, ctx.thresholds)
+
+
+def _user_step(ctx: HarnessContext) -> UserStep | None:
+    """The configured train_step for the checks that run it (None: this project's step runs)."""
+    if ctx.cfg.train_step is None:
+        return None
+    uv = ctx.user_vocab
+    keys = ctx.item_keys if ctx.cfg.collate_fn is not None else None  # without a collate_fn: step_batch's own key names
+    return UserStep(ctx.train_step_fn, ctx.cfg.train_step, lambda indices: ctx.step_batch(indices), keys, uv, uv.blank if uv is not None else 0)
 
 
 def _normalization(ctx: HarnessContext, method) -> Finding:
@@ -135,7 +180,7 @@ def _modalities(ctx: HarnessContext, _) -> Finding:
 CHECKS: tuple[Check, ...] = (
     Check("contract", _contract),
     Check("clean_features", lambda ctx, _: check_clean_features(ctx.raw_scan, ctx.thresholds), skip=_needs_corpus),
-    Check("labels", lambda ctx, _: check_labels(ctx.label_source, ctx.records, ctx.vocab, ctx.scan)),
+    Check("labels", lambda ctx, _: check_labels(ctx.label_source, ctx.records, ctx.vocab, ctx.scan, ctx.declared_vocab)),
     Check("shift", lambda ctx, _: check_shift(ctx.raw_scan, ctx.thresholds), skip=_needs_corpus),
     Check("ctc_feasibility", lambda ctx, _: check_ctc_feasibility(ctx.scan, ctx.records, ctx.vocab, ctx.model().output_lengths)),
     Check("normalization", _normalization, params=_methods, skip=_needs_own_dataset),
@@ -151,8 +196,12 @@ CHECKS: tuple[Check, ...] = (
     Check("teacher_competence", lambda ctx, _: check_teacher_competence(ctx), skip=no_teacher),
     Check("distill_loss", lambda ctx, _: check_distill_loss(ctx), skip=no_teacher),
     Check("teacher_frozen", lambda ctx, _: check_teacher_frozen(ctx), skip=no_teacher),
-    Check("smoke", lambda ctx, _: check_smoke(ctx.cfg, ctx.model(), ctx.dataset(), ctx.probe_indices(k_random=8), ctx.device, ctx.thresholds), marker="smoke"),
-    Check("overfit", lambda ctx, _: check_overfit(ctx.cfg, ctx.model(), ctx.dataset(), ctx.overfit_indices(), ctx.device, ctx.thresholds), marker="overfit"),
+    # the user's training step (harness/checks/step.py): only with a configured train_step
+    Check("train_step", _train_step, marker="smoke", skip=no_train_step),
+    Check("smoke", lambda ctx, _: check_smoke(ctx.cfg, ctx.model(), ctx.dataset(), ctx.probe_indices(k_random=8), ctx.device, ctx.thresholds,
+                                              _user_step(ctx), ctx.batch), marker="smoke"),
+    Check("overfit", lambda ctx, _: check_overfit(ctx.cfg, ctx.model(), ctx.dataset(), ctx.overfit_indices(), ctx.device, ctx.thresholds,
+                                                  user_step=_user_step(ctx), make_batch=ctx.batch), marker="overfit"),
 )
 BY_NAME = {c.name: c for c in CHECKS}
 # everything but the overfit run (seconds to minutes)

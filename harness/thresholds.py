@@ -59,6 +59,14 @@ DEFAULTS = {
     # Measured (demo and Kaggle corpora, small and default model): 0.3-0.9% at lr 1e-3, 2-5% at 1e-2,
     # 15-35% at 0.1 (100x). 10% catches the 100x case without refusing a deliberate 10x
     "max_update_ratio": 0.1,
+    # the user's train_step: calls on healthy probe batches before the one made non-finite on
+    # purpose (at least 2: a gradient left over from one call shows at the next one's backward)
+    "train_step_steps": 3,
+    # the step's loss agrees with the reference CTC of the same model output when within this
+    # relative (and, near 0, absolute) tolerance: both are float32 CTC of the same values, which
+    # differ by ~1e-6 relative; AMP or another CTC implementation may need more
+    "step_loss_rtol": 1e-3,
+    "step_loss_atol": 1e-4,
     # overfit: optimisation steps allowed to reach 0% WER on the tiny subset
     "overfit_steps": 300,
     "overfit_samples": 4,

@@ -69,6 +69,17 @@ class TrainConfig:
     phoenix_cleanup: bool | None = None  # None: on for corpora imported from PHOENIX
     # harness thresholds overriding harness.thresholds.DEFAULTS, e.g. {"max_abs_input": 30}
     thresholds: dict = field(default_factory=dict)
+    # the user's own conventions, declared instead of adapted (model/components.py: UserModel,
+    # UserVocabulary, ITEM_KEYS, the collate and train-step contracts)
+    output_layout: str = "BTV"  # the model's output: "BTV" [B, T', V] batch first, or "TBV" [T', B, V] (nn.CTCLoss's)
+    output: str = "log_probs"  # "log_probs"; "logits" (log_softmax over V is applied); "auto" (detected)
+    item_keys: dict = field(default_factory=dict)  # this project's item key -> yours, e.g. {"id": "video_id", "glosses": "labels"}
+    # the vocabulary the items' label ids index: a file (one gloss a line, line i = id i; or JSON),
+    # "module.path:attribute" (a list, or a dict gloss -> id), or the list / dict itself
+    vocab: str | list | dict | None = None
+    blank: int = 0  # the CTC blank's index in the model's output and in the label ids
+    collate_fn: str | None = None  # "module.path:fn": fn(list of dataset items) -> batch
+    train_step: str | None = None  # "module.path:fn": fn(model, batch, optimizer) -> loss
 
     def __post_init__(self):
         self.modalities = parse_modalities(self.modalities)
@@ -104,10 +115,11 @@ class TrainConfig:
             parse_augment(self.augment)
         except ValueError as exc:
             problems.append(str(exc))
-        for key in ("dataset", "batch_transform"):
+        for key in ("dataset", "batch_transform", "collate_fn", "train_step"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, str) or ":" not in value):
                 problems.append(f"{key}={value!r} (expected 'module.path:attribute')")
+        problems += convention_problems(self)
         if problems:
             raise ValueError("invalid training configuration: " + "; ".join(problems))
 
@@ -118,6 +130,77 @@ class TrainConfig:
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+
+OUTPUT_LAYOUTS = ("BTV", "TBV")
+OUTPUTS = ("log_probs", "logits", "auto")
+ITEM_KEY_NAMES = ("id", "features", "glosses", "labels")  # "labels" is another name for "glosses"
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def convention_problems(cfg) -> list[str]:
+    """What is wrong with the declared conventions (output_layout, output, item_keys, vocab,
+    blank, collate_fn): one clause a problem, naming the key, the value and what is allowed."""
+    problems = []
+    if cfg.output_layout not in OUTPUT_LAYOUTS:
+        problems.append(f"output_layout={cfg.output_layout!r} (use 'BTV': [B, T', V] batch first, or 'TBV': [T', B, V] as torch.nn.CTCLoss takes it)")
+    if cfg.output not in OUTPUTS:
+        problems.append(f"output={cfg.output!r} (use 'log_probs', 'logits': log_softmax over V is applied, or 'auto': detected on a dummy batch)")
+    user_model = isinstance(cfg.model, str) and ":" in cfg.model
+    if not user_model:
+        for key, default in (("output_layout", "BTV"), ("output", "log_probs")):
+            if getattr(cfg, key) != default and getattr(cfg, key) in (OUTPUT_LAYOUTS + OUTPUTS):
+                problems.append(f"{key}={getattr(cfg, key)!r} describes a model factory of yours; model={cfg.model!r} is this project's "
+                                f"(its output is {default}): remove {key} or name your factory")
+    keys = cfg.item_keys
+    if not isinstance(keys, dict):
+        problems.append(f"item_keys={keys!r} (a table mapping id / features / glosses (or labels) to your items' key names, e.g. {{ id = \"video_id\" }})")
+    else:
+        for k, v in keys.items():
+            if k not in ITEM_KEY_NAMES:
+                problems.append(f"item_keys has key {k!r} (allowed: {', '.join(ITEM_KEY_NAMES)})")
+            elif not isinstance(v, str) or not v:
+                problems.append(f"item_keys.{k}={v!r} (your items' key name: a non-empty string)")
+        if "glosses" in keys and "labels" in keys:
+            problems.append(f"item_keys maps both 'glosses' ({keys['glosses']!r}) and 'labels' ({keys['labels']!r}): they name the same field, keep one")
+        names = [v for k, v in keys.items() if k in ITEM_KEY_NAMES and isinstance(v, str)]
+        twice = sorted({v for v in names if names.count(v) > 1})
+        if twice:
+            problems.append(f"item_keys maps two fields to {twice[0]!r}: each of id, features and glosses needs a key of its own")
+    vocab = cfg.vocab
+    size = None
+    if vocab is None or (isinstance(vocab, str) and vocab):
+        pass
+    elif isinstance(vocab, list):
+        bad = [i for i, g in enumerate(vocab) if not isinstance(g, str) or not g]
+        if bad:
+            problems.append(f"vocab[{bad[0]}]={vocab[bad[0]]!r} (a list of glosses, entry i = id i: every entry a non-empty string)")
+        size = len(vocab)
+    elif isinstance(vocab, dict):
+        bad = [g for g, i in vocab.items() if not _is_int(i) or i < 0]
+        ids = [i for i in vocab.values() if _is_int(i)]
+        if bad:
+            problems.append(f"vocab[{bad[0]!r}]={vocab[bad[0]]!r} (a table gloss -> id: every id an int >= 0)")
+        elif len(set(ids)) != len(ids):
+            twice = sorted({i for i in ids if ids.count(i) > 1})[0]
+            problems.append(f"vocab gives id {twice} to {sorted(g for g, i in vocab.items() if i == twice)} (one gloss an id)")
+        size = max(ids, default=-1) + 1
+    else:
+        problems.append(f"vocab={vocab!r} (a file of one gloss a line, 'module.path:attribute', a list of glosses (index = id) or a table gloss -> id)")
+    if not _is_int(cfg.blank) or cfg.blank < 0:
+        problems.append(f"blank={cfg.blank!r} (the CTC blank's index in the model's output and the label ids: an int >= 0)")
+    elif size is not None and cfg.blank > size:
+        problems.append(f"blank={cfg.blank} is beyond the vocabulary's ids 0..{size - 1} (blank={size} puts it right after the last gloss)")
+    if cfg.dataset is None:
+        for key, what in (("collate_fn", "it collates your dataset's items"), ("item_keys", "it names your dataset's item keys")):
+            value = getattr(cfg, key)
+            malformed = (key == "collate_fn" and (not isinstance(value, str) or ":" not in value)) or any(p.startswith(f"{key}") for p in problems)
+            if value and not malformed:
+                problems.append(f"{key}={value!r} needs dataset = \"module.path:factory\" (your dataset): {what}")
+    return problems
 
 
 def config_fields() -> set[str]:

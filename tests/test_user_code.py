@@ -85,8 +85,8 @@ def test_healthy_user_setup_passes_or_skips_with_a_reason(corpus, transform):
     assert findings["overfit"].status == PASS and findings["smoke"].status == PASS
     skipped = {name: f.summary for name, f in findings.items() if f.status == SKIP}
     # only the checks that need this project's dataset or the MediaPipe layout, each saying why
-    # and the distillation checks: no teacher is configured
-    expected = {"normalization", "modalities", "teacher", "teacher_competence", "distill_loss", "teacher_frozen"}
+    # and the distillation checks: no teacher is configured; train_step: no train_step is configured
+    expected = {"normalization", "modalities", "teacher", "teacher_competence", "distill_loss", "teacher_frozen", "train_step"}
     if transform is None:  # nothing between loader and model to depend on padding
         expected.add("padding[batch_transform]")
     assert set(skipped) == expected, skipped

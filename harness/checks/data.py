@@ -175,8 +175,55 @@ def check_clean_features(scan: CorpusScan, thresholds: dict) -> Finding:
 # ----------------------------------------------------------------------------- 2. labels
 
 
-def check_labels(corpus_dir, records, vocab: Vocabulary, scan: CorpusScan | None = None) -> Finding:
-    """Empty sequences, unknown glosses, blank id in targets, duplicate ids, a sample in two splits."""
+def _label_id_problems(records, user_vocab) -> tuple[list[str], list[str]]:
+    """The label ids of a user's vocabulary that name no gloss (model.components.LabelId marks in
+    the records' glosses), every split: a gloss on the blank index, ids outside the vocabulary.
+    Returns (failure sentences, sample ids)."""
+    from model.components import LabelId
+
+    found = defaultdict(list)  # problem -> [(sample id, split, user id)]
+    for r in records:
+        for g in r.glosses:
+            if isinstance(g, LabelId):
+                found[g.problem].append((r.id, r.split, g.uid))
+    fails, samples = [], []
+
+    def listed(hits) -> str:
+        ids = list(dict.fromkeys(f"{sid} ({split})" for sid, split, _ in hits))
+        return ", ".join(ids[:6]) + (f" ... ({len(ids)} samples)" if len(ids) > 6 else "")
+
+    source = user_vocab.source if user_vocab is not None else "the configured vocabulary"
+    if found["blank"]:
+        hits = found["blank"]
+        blank = hits[0][2]
+        name = f"{user_vocab.blank_name!r} in {user_vocab.source}, V = {len(user_vocab)}; " if user_vocab is not None else ""
+        unused = ""
+        if user_vocab is not None:
+            used = {g.uid if isinstance(g, LabelId) else user_vocab.stoi.get(g) for r in records for g in r.glosses}
+            lowest = next((u for u in range(len(user_vocab)) if u != user_vocab.blank), None)
+            if lowest is not None and lowest not in used:
+                unused = f"; no sample uses id {lowest}: the label ids look shifted by one against the vocabulary"
+        fails.append(f"a gloss on the blank index: {len({h[0] for h in hits})} sample(s) hold label id {blank}, the blank's index "
+                     f"({name}blank = {blank}), which CTC never emits as a gloss: {listed(hits)}{unused}")
+        samples += [h[0] for h in hits]
+    if found["outside"]:
+        hits = found["outside"]
+        size = len(user_vocab) if user_vocab is not None else None
+        shown = sorted({h[2] for h in hits})
+        fails.append(f"label ids outside the vocabulary: {len({h[0] for h in hits})} sample(s) hold ids {shown[:6]}"
+                     f"{'' if size is None else f' ({source} has ids 0..{size - 1})'}: {listed(hits)}")
+        samples += [h[0] for h in hits]
+    return fails, samples
+
+
+def check_labels(corpus_dir, records, vocab: Vocabulary, scan: CorpusScan | None = None, user_vocab=None) -> Finding:
+    """Empty sequences, unknown glosses, blank id in targets, duplicate ids, a sample in two splits;
+    with a user's vocabulary (model.components.UserVocabulary), label ids on its blank index or
+    outside it, in every split."""
+    import dataclasses
+
+    from model.components import LabelId
+
     start = time.perf_counter()
     fails, warns, samples = [], [], []
     if corpus_dir is None:  # a user dataset: its records come from its items; unreadable ones are the contract check's
@@ -199,6 +246,12 @@ def check_labels(corpus_dir, records, vocab: Vocabulary, scan: CorpusScan | None
     if empty:
         fails.append(f"{len(empty)} empty gloss sequence(s)")
         samples += empty
+    marked, marked_samples = _label_id_problems(records, user_vocab)
+    fails += marked
+    samples += marked_samples
+    # the rest judges the glosses the ids name
+    records = [r if not any(isinstance(g, LabelId) for g in r.glosses) else
+               dataclasses.replace(r, glosses=tuple(g for g in r.glosses if not isinstance(g, LabelId))) for r in records]
     # blank / out-of-range ids, encoded exactly as the dataset encodes them
     bad_ids = []
     for r in records:
@@ -254,7 +307,10 @@ def check_labels(corpus_dir, records, vocab: Vocabulary, scan: CorpusScan | None
         fails.append(f"{len(shared)} feature file(s) listed in two splits, e.g. {shared[0]}")
         samples += [r.id for r in records if r.path in shared]
     hint = ""
-    if fails:
+    if marked:
+        hint = ("encode every label with the vocabulary the configuration names (line i + 1 of the file = id i) and keep glosses off "
+                f"the blank's index (blank = {user_vocab.blank if user_vocab is not None else '?'}); then fix the other rows named")
+    elif fails:
         hint = "fix the manifest rows named; build the vocabulary from the train split with blank = 0; keep each recording in one split"
     elif warns:
         hint = "expected for real corpora (PHOENIX dev/test have a few unseen glosses); nothing to do unless the rate is high"

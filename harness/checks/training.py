@@ -46,25 +46,44 @@ def extreme_indices(scan_files, records, k_random: int = 4, seed: int = 0) -> li
     return list(dict.fromkeys(picks))
 
 
-def check_smoke(cfg, model, dataset, indices: list[int], device: torch.device, thresholds: dict) -> Finding:
+def _batches(dataset, chunks: list[list[int]], user_step=None, make_batch=None) -> tuple[list, list]:
+    """(the user step's batches or None each, the Batches) of these index chunks: with a user
+    train_step, what its make_batch gives; else make_batch's Batch (the user's collate_fn), else
+    the project's collate."""
+    if user_step is not None:
+        pairs = [user_step.make_batch(c) for c in chunks]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+    if make_batch is not None:
+        return [None] * len(chunks), [make_batch(c) for c in chunks]
+    return [None] * len(chunks), [collate([dataset[i] for i in c]) for c in chunks]
+
+
+def check_smoke(cfg, model, dataset, indices: list[int], device: torch.device, thresholds: dict, user_step=None, make_batch=None) -> Finding:
     """`smoke_steps` optimisation steps with the training configuration's optimizer, schedule,
     AMP and clipping: loss finite, gradients bounded, parameters changed, loss not diverging,
     and each step's weight change (relative to the weights, scaled to the peak learning rate)
-    small enough: a learning rate far too high shows there long before the loss diverges."""
+    small enough: a learning rate far too high shows there long before the loss diverges.
+
+    With a user's train_step (harness.checks.step.UserStep) its step runs instead of this
+    project's, with the optimizer built as training builds it (no schedule: the step takes none);
+    make_batch(indices) -> Batch builds the batches (the user's collate_fn)."""
     start = time.perf_counter()
     steps = int(thresholds["smoke_steps"])
     model = model.to(device)
     optimizer = training.build_optimizer(cfg, model)
-    scheduler = training.build_scheduler(cfg, optimizer, total_steps=max(steps, cfg.epochs * max(1, len(dataset) // cfg.batch_size)))
+    scheduler = None if user_step is not None else training.build_scheduler(cfg, optimizer, total_steps=max(steps, cfg.epochs * max(1, len(dataset) // cfg.batch_size)))
     scaler = training.make_scaler(device, cfg)
-    batches = [collate([dataset[i] for i in indices[j : j + cfg.batch_size]]) for j in range(0, len(indices), cfg.batch_size)]
+    raws, batches = _batches(dataset, [indices[j : j + cfg.batch_size] for j in range(0, len(indices), cfg.batch_size)], user_step, make_batch)
     before = [p.detach().clone() for p in model.parameters()]
     losses, norms, ratios, fails, samples = [], [], [], [], []
     for step in range(steps):
         batch = batches[step % len(batches)]
         lr_now = optimizer.param_groups[0]["lr"]
         previous = [p.detach().clone() for p in model.parameters()]
-        res = training.train_step(model, batch, optimizer, scaler, cfg, device, scheduler)
+        if user_step is not None:
+            res = user_step.result(model, raws[step % len(batches)], batch, optimizer)
+        else:
+            res = training.train_step(model, batch, optimizer, scaler, cfg, device, scheduler)
         if not res.finite:
             b = training.to_model_input(batch, device, training.batch_transform(cfg))  # what the model saw
             first = first_nonfinite_module(model, b.features, b.lengths)
@@ -107,10 +126,11 @@ def check_smoke(cfg, model, dataset, indices: list[int], device: torch.device, t
                 f"learning rate {cfg.lr:g} too high: at that rate each step changes the weights by {update_ratio:.1%} of their norm "
                 f"(limit {thresholds['max_update_ratio']:.0%}; healthy training moves them ~0.1-1% a step)"
             )
+    whose = f" with train_step {user_step.spec!r}" if user_step is not None else ""
     return Finding(
         check="smoke",
         status=status_from(bool(fails)),
-        summary="; ".join(fails) or (f"{steps} steps on extreme samples: loss {losses[0]:.3f} -> {losses[-1]:.3f}, max grad norm {max(norms):.3g}"
+        summary="; ".join(fails) or (f"{steps} steps{whose} on extreme samples: loss {losses[0]:.3f} -> {losses[-1]:.3f}, max grad norm {max(norms):.3g}"
                                      + (f", {blank_after:.0%} of output frames blank" if blank_after is not None else "")),
         hint="replay these samples (the forward/gradient checks name modules); lower the learning rate; keep clipping on" if fails else "",
         values={"key": f"loss {losses[0]:.2f}->{losses[-1]:.2f}" if losses else "non-finite", "losses": losses, "grad_norms": norms,
@@ -121,22 +141,29 @@ def check_smoke(cfg, model, dataset, indices: list[int], device: torch.device, t
     )
 
 
-def check_overfit(cfg, model, dataset, indices: list[int], device: torch.device, thresholds: dict, eval_every: int = 10) -> Finding:
+def check_overfit(cfg, model, dataset, indices: list[int], device: torch.device, thresholds: dict, eval_every: int = 10,
+                  user_step=None, make_batch=None) -> Finding:
     """Train on a fixed tiny subset until greedy decoding reaches 0% WER within `overfit_steps`.
 
     Every evaluation also decodes the best path with the loss's blank id (model.decode directly):
     training's greedy decoder must agree with it exactly, else it reads the output differently
-    from the loss (blank index, id offset) and WER cannot fall however well the loss does."""
+    from the loss (blank index, id offset) and WER cannot fall however well the loss does.
+    With a user's train_step (harness.checks.step.UserStep) its step trains instead of this
+    project's; make_batch(indices) -> Batch builds the batch (the user's collate_fn)."""
     start = time.perf_counter()
     model = model.to(device)
     optimizer = training.build_optimizer(cfg, model)
     scaler = training.make_scaler(device, cfg)
-    batch = collate([dataset[i] for i in indices])
+    raws, batches = _batches(dataset, [list(indices)], user_step, make_batch)
+    raw, batch = raws[0], batches[0]
     refs = [list(g) for g in batch.glosses]
     transform = training.batch_transform(cfg)
     losses, wers, blanks, reached, disagree = [], [], [], None, None
     for step in range(1, int(thresholds["overfit_steps"]) + 1):
-        res = training.train_step(model, batch, optimizer, scaler, cfg, device)
+        if user_step is not None:
+            res = user_step.result(model, raw, batch, optimizer)
+        else:
+            res = training.train_step(model, batch, optimizer, scaler, cfg, device)
         losses.append(res.loss)
         if not res.finite:
             break

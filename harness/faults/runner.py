@@ -127,7 +127,7 @@ def healthy_run(base_corpus, base_cfg: TrainConfig, checks=tuple(CHECKS)) -> Fau
 ABBREV = {"contract": "contr", "model_input": "input", "shift": "shift", "clean_features": "clean", "labels": "label", "ctc_feasibility": "ctc", "normalization": "norm",
           "forward": "fwd", "loss_at_init": "init", "gradients": "grad", "batch_size": "batch",
           "modalities": "modal", "smoke": "smoke", "overfit": "overf", "padding": "pad"}
-ABBREV.update({"teacher": "teach", "teacher_competence": "tcomp", "distill_loss": "kd", "teacher_frozen": "tfroz"})
+ABBREV.update({"teacher": "teach", "teacher_competence": "tcomp", "distill_loss": "kd", "teacher_frozen": "tfroz", "train_step": "step"})
 MARK = {FAIL: "FAIL", WARN: "warn", PASS: "ok", SKIP: "skip", "error": "ERR"}
 
 
