@@ -168,6 +168,17 @@ def nonfinite_rows(t: torch.Tensor) -> list[int]:
     return torch.nonzero(bad.reshape(t.shape[0], -1).any(dim=1)).flatten().tolist()
 
 
+def nonfinite_samples(batch) -> tuple[list[str], list[int]]:
+    """(the names of the batch's tensors that hold NaN/Inf, the rows (samples) that do, in order)."""
+    where, rows = [], []
+    for name, t in tensors_in(batch):
+        r = nonfinite_rows(t)
+        if r:
+            where.append(name)
+            rows += [i for i in r if i not in rows]
+    return where, rows
+
+
 def _name_rows(rows, ids) -> list[str]:
     return [ids[r] if ids is not None and r < len(ids) else f"row {r}" for r in rows]
 
@@ -370,12 +381,7 @@ class Guard:
     def _diagnose(self, batch, loss, loss_finite: bool, bad_grads: list, save: bool) -> NonFinite:
         size = batch_size(batch)
         ids = batch_ids(batch, size)
-        where, rows = [], []
-        for name, t in tensors_in(batch):
-            r = nonfinite_rows(t)
-            if r:
-                where.append(name)
-                rows += [i for i in r if i not in rows]
+        where, rows = nonfinite_samples(batch)
         replay = replay_call(self.model, lambda: self.forward(self.model, batch), size)  # parameters and buffers left as they were
         if not rows and replay.trace is not None and replay.trace.rows:
             rows = list(replay.trace.rows)

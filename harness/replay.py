@@ -145,7 +145,7 @@ def rebuild_model(payload: dict, config=None) -> tuple[torch.nn.Module, str]:
 def replay_file(path, config=None) -> int:
     """`python -m harness replay FILE [--config CFG]`: re-run a saved non-finite step, print the
     verdict; exit 1 when the non-finite value reproduces, 0 when not, 2 when it cannot be replayed."""
-    from harness.guard import FORMAT, batch_ids, batch_size, default_forward, describe_module, nonfinite_rows, replay_call, tensors_in
+    from harness.guard import FORMAT, batch_ids, batch_size, default_forward, describe_module, nonfinite_samples, replay_call
 
     path = Path(path)
     try:
@@ -169,12 +169,7 @@ def replay_file(path, config=None) -> int:
     call = (lambda: model(*args, **kwargs)) if args or kwargs else (lambda: default_forward(model, batch))
     size = batch_size(batch)
     ids = batch_ids(batch, size)
-    where, rows = [], []
-    for name, t in tensors_in(batch):
-        r = nonfinite_rows(t)
-        if r:
-            where.append(name)
-            rows += [i for i in r if i not in rows]
+    where, rows = nonfinite_samples(batch)
     replay = replay_call(model, call, size)
     if not rows and replay.trace is not None:
         rows = list(replay.trace.rows)

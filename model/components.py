@@ -256,6 +256,26 @@ def _model_device(model: nn.Module) -> torch.device:
     return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
+def dummy_forward(model: nn.Module, input_dim: int, generator: torch.Generator | None = None):
+    """The model's output on the contract's dummy batch, in eval mode without gradients (its mode
+    restored), or the one-line problem when forward does not take (features, lengths) or raises:
+    (output, the batch's lengths, None) or (None, None, problem)."""
+    try:
+        inspect.signature(model.forward).bind(None, None)
+    except TypeError:
+        return None, None, f"forward{inspect.signature(model.forward)} does not take (features, lengths)"
+    x, lengths = _dummy_batch(input_dim, _model_device(model), generator)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(x, lengths), lengths, None
+    except Exception as exc:  # noqa: BLE001 - the user's forward: report, never a deep traceback
+        return None, None, f"forward(features [2, 24, {input_dim}] float32, lengths [2] long) raised {type(exc).__name__}: {exc}"
+    finally:
+        model.train(was_training)
+
+
 def model_contract_problems(model, vocab_size: int, input_dim: int, where: str, seen: dict | None = None) -> list[str]:
     """Run the contract on a dummy batch (two samples of 24 and 17 frames); [] if kept.
 
@@ -268,22 +288,11 @@ def model_contract_problems(model, vocab_size: int, input_dim: int, where: str, 
     problems = []
     if not callable(getattr(model, "output_lengths", None)):
         problems.append("no output_lengths(lengths [B]) -> [B] method (the frames left after its temporal stride)")
-    try:
-        inspect.signature(model.forward).bind(None, None)
-    except TypeError:
-        problems.append(f"forward{inspect.signature(model.forward)} does not take (features, lengths)")
     if problems:
         return problems
-    x, lengths = _dummy_batch(input_dim, _model_device(model))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(x, lengths)
-    except Exception as exc:  # noqa: BLE001 - the user's forward: report, never a deep traceback
-        return [f"forward(features [2, 24, {input_dim}] float32, lengths [2] long) raised {type(exc).__name__}: {exc}"]
-    finally:
-        model.train(was_training)
+    out, lengths, problem = dummy_forward(model, input_dim)
+    if problem:
+        return [problem]
     if seen is not None:
         seen["out"] = out
     if not isinstance(out, (tuple, list)) or len(out) != 2:
@@ -424,20 +433,9 @@ class UserModel(nn.Module):
         what breaks the declared conventions ([] if nothing), and what was found (self.found,
         self.notes, for describe())."""
         inner = self.inner
-        try:
-            inspect.signature(inner.forward).bind(None, None)
-        except TypeError:
-            return [f"forward{inspect.signature(inner.forward)} does not take (features, lengths)"]
-        x, lengths = _dummy_batch(input_dim, _model_device(inner), torch.Generator().manual_seed(0))
-        was_training = inner.training
-        inner.eval()
-        try:
-            with torch.no_grad():
-                out = inner(x, lengths)
-        except Exception as exc:  # noqa: BLE001 - the user's forward: report, never a deep traceback
-            return [f"forward(features [2, 24, {input_dim}] float32, lengths [2] long) raised {type(exc).__name__}: {exc}"]
-        finally:
-            inner.train(was_training)
+        out, lengths, problem = dummy_forward(inner, input_dim, torch.Generator().manual_seed(0))
+        if problem:
+            return [problem]
         try:
             y, returned = self.split_output(out)
         except ComponentError as exc:
