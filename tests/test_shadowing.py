@@ -199,3 +199,29 @@ def test_source_digest_hashes_the_users_model_py_not_the_projects_package(tmp_pa
     assert project / "model.py" in files and not any(f.is_relative_to(ROOT) for f in files), files
     (project / "model.py").write_text(USER_MODEL + "\n# edited\n")
     assert source_digest(["model:make_model"], project) != first
+
+
+USER_LOOP = '''
+import sys
+
+import torch  # loads torch.classes / torch.ops, whose __file__ is a relative "_classes.py"
+
+from harness.gate import run_gate
+from model.config import load_config
+
+result = run_gate(load_config("cfg.toml"), "gate_out", cache_dir="gate_cache")
+print("gate passed" if result.passed else "gate FAILED")
+sys.exit(0 if result.passed else 1)
+'''
+
+
+def test_the_gate_runs_from_the_users_own_loop_in_the_users_folder(tmp_path):
+    """A user's loop calls harness.gate.run_gate from its own folder, beside its model.py and
+    data.py: the gate's fingerprint (source_digest) reads only real files."""
+    project = _user_project(tmp_path / "proj")
+    (project / "my_loop.py").write_text(USER_LOOP)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, "my_loop.py"], cwd=project, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "gate passed" in r.stdout, out[-3000:]
+    assert "Traceback" not in out and "_classes.py" not in out
