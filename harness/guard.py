@@ -100,12 +100,12 @@ class NonFinite:
 # ----------------------------------------------------------------------------- the batch
 
 
-def default_forward(model: nn.Module, batch):
+def default_forward(model: nn.Module, batch, features_key: str = "features"):
     """How the guard calls the model on a batch when no `forward` is given: a mapping with
-    "features" (and "lengths") keys, a (features, lengths, ...) tuple or list, an object with
-    .features and .lengths, or one tensor."""
-    if isinstance(batch, Mapping) and "features" in batch:
-        return model(batch["features"], batch["lengths"]) if "lengths" in batch else model(batch["features"])
+    `features_key` (the configuration's item_keys.features, else "features") and "lengths" keys,
+    a (features, lengths, ...) tuple or list, an object with .features and .lengths, or one tensor."""
+    if isinstance(batch, Mapping) and features_key in batch:
+        return model(batch[features_key], batch["lengths"]) if "lengths" in batch else model(batch[features_key])
     if isinstance(batch, (tuple, list)) and batch and torch.is_tensor(batch[0]):
         return model(batch[0], batch[1]) if len(batch) >= 2 and torch.is_tensor(batch[1]) else model(batch[0])
     if hasattr(batch, "features") and hasattr(batch, "lengths"):
@@ -307,12 +307,13 @@ class Guard:
         if max_saves < 1:
             raise ValueError(f"guard(max_saves={max_saves}): must be >= 1 (files saved for the first non-finite steps)")
         self.model = model
-        self.forward = forward or default_forward
         self.on_nonfinite = on_nonfinite
         self.out_dir = Path(out_dir)
         self.max_saves = max_saves
         self.quiet = quiet
         self.config_path, self.config = _load_config(config)
+        key = (getattr(self.config, "item_keys", None) or {}).get("features", "features")
+        self.forward = forward or (lambda model, batch: default_forward(model, batch, key))
         self._named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self._params = [p for _, p in self._named]
         self._foreach = True

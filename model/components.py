@@ -587,6 +587,10 @@ class UserVocabulary:
         self.names = [n if n is not None else f"<unused id {i}>" for i, n in enumerate(names)]
         self.blank, self.source = int(blank), source
         glosses = [n for i, n in enumerate(self.names) if i != self.blank]
+        named_blank = [i for i, n in enumerate(self.names) if n == BLANK and i != self.blank]
+        if named_blank:
+            raise ComponentError(f"{source}: id {named_blank[0]} is {BLANK!r}, the blank's name, but blank = {self.blank}: "
+                                 f"set blank = {named_blank[0]} (the blank's index in your vocabulary and model output)")
         twice = sorted({g for g in glosses if glosses.count(g) > 1})
         if twice:
             ids = [i for i, n in enumerate(self.names) if n == twice[0]]

@@ -368,6 +368,10 @@ def test_a_vocabulary_file_that_cannot_be_read_fails_the_contract_in_one_line(tm
     bad.write_text("A\nB\nA\n<blank>\n")
     f = run(native_config(vocab=str(bad), blank=3), ("contract",))["contract"]
     assert f.status == FAIL and "gloss 'A' has ids [0, 2]" in f.summary, f.summary
+    # the blank's name at another index than the declared blank: a blank declared at the wrong index
+    bad.write_text("A\nB\n<blank>\n")
+    f = run(native_config(vocab=str(bad), blank=0), ("contract",))["contract"]
+    assert f.status == FAIL and "id 2 is '<blank>', the blank's name, but blank = 0: set blank = 2" in f.summary, f.summary
 
 
 # ----------------------------------------------------------------------------- the incident's shape, natively

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from harness import guard
 from harness.guard import Guard, NonFinite, NonFiniteStep
 from harness.replay import replay_file
+from model.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -298,6 +299,11 @@ def test_tuple_batches_and_a_custom_forward(user, tmp_path):
     ctc(model, b).backward()
     failure = g.step(renamed, torch.tensor(float("nan")))
     assert failure.module == "spike" and failure.samples == ["7", "8", "9"]
+    # without forward=, the configuration's item_keys say where the features are
+    keyed = {"x": b["features"], "lengths": b["lengths"], "ids": torch.tensor([7, 8, 9])}
+    g = guard(model, config=TrainConfig(dataset="my_data:make", item_keys={"features": "x"}), out_dir=tmp_path / "c", on_nonfinite="skip", quiet=True)
+    ctc(model, b).backward()
+    assert g.step(keyed, torch.tensor(float("nan"))).module == "spike"
 
 
 def test_wrong_arguments_are_one_clear_line(user):
