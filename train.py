@@ -4,6 +4,7 @@
     python train.py --data_dir DIR --output_dir DIR --batch_size 2 --epochs 100 --lr 0.0005
     python train.py --model i3d_small                 # a named variant (model/registry.py): the teacher at small widths
     python train.py --model student --teacher RUN/best.pt     # distil the small student from a teacher checkpoint
+    python train.py --config my.toml                  # the user's model, dataset, collate_fn, train_step and conventions it declares
     torchrun --nproc_per_node 2 train.py --data_dir DIR ...   # DDP (gloo on CPU, nccl on CUDA)
 
 Files in --output_dir: config.json, vocab.json, norm_stats.npz, metrics.jsonl, metrics.png,
@@ -28,11 +29,11 @@ import torch
 import torch.distributed as dist
 
 from data.corpus import atomic_write, atomic_write_bytes, atomic_write_text
-from data.dataset import Vocabulary, collate
+from data.dataset import Vocabulary
 from data.layout import input_dim
 from data.normalize import IMPUTATIONS, METHODS, FeatureStats
 from model import training
-from model.components import ComponentError
+from model.components import ComponentError, UserModel, to_device
 from model.config import TrainConfig, load_config
 from model.decode import decoder_label
 from model.i3d import count_parameters, model_size_mb
@@ -216,10 +217,18 @@ def load_data(cfg: TrainConfig, ckpt: dict | None, out: Path, master: bool) -> t
 
 
 def load_model(cfg: TrainConfig, data: training.DataBundle, proc: Process) -> tuple[torch.nn.Module, dict]:
-    """The configured model on the device, and the model_args that rebuild it from a checkpoint alone."""
-    model = training.build_model(cfg, len(data.vocab), data.input_dim).to(proc.device)
+    """The configured model on the device (a user's factory through the declared conventions, as
+    the harness checked it), and the model_args that rebuild it from a checkpoint alone."""
+    model = training.build_model(cfg, len(data.vocab), data.input_dim, data.user_vocab).to(proc.device)
     model_args = training.model_args(cfg, model, len(data.vocab), data.input_dim)
-    log(f"model {cfg.model}: {count_parameters(model):,} parameters, {model_size_mb(model):.2f} MB; vocabulary {len(data.vocab)} (blank 0)", proc.master)
+    vocab = f"vocabulary {len(data.vocab)} (blank 0)"
+    if data.user_vocab is not None:
+        vocab = f"vocabulary {data.user_vocab.describe()}"
+        if data.user_vocab.permutes:
+            vocab += "; losses, decoding and WER read the output with the blank moved to 0"
+    log(f"model {cfg.model}: {count_parameters(model):,} parameters, {model_size_mb(model):.2f} MB; {vocab}", proc.master)
+    if isinstance(model, UserModel):
+        log(f"  read through model.components.UserModel: {model.describe()}", proc.master)
     return model, model_args
 
 
@@ -258,7 +267,9 @@ class Run:
     out: Path
     data: training.DataBundle
     raw_model: torch.nn.Module  # the model itself: its state_dict is the checkpoint's
-    model: torch.nn.Module  # what the steps call: raw_model, or its DistributedDataParallel wrapper
+    # what the steps call: raw_model, or its DistributedDataParallel wrapper; with the user's
+    # train_step the user's own module (training.user_module), or its wrapper
+    model: torch.nn.Module
     model_args: dict  # rebuild raw_model alone (model.registry.model_from_checkpoint_args)
     teacher: object  # model.distill.Teacher, or None without distillation
     skipped_gate: bool
@@ -269,6 +280,7 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     phoenix: bool  # the PHOENIX clean-up of the scored glosses
+    user_step: object = None  # the user's train_step (model.components.TrainStep), None: training.train_step
     start_epoch: int = 1
     global_step: int = 0
     best_wer: float = float("inf")  # lowest greedy WER of the epoch lines so far (best.pt's)
@@ -282,21 +294,29 @@ class Run:
 def prepare_run(cfg: TrainConfig, proc: Process, out: Path, data: training.DataBundle, model, model_args: dict, teacher, skipped_gate: bool,
                 ckpt: dict | None) -> Run:
     """DDP wrapper, train loader (one shard a rank), optimiser, LR schedule, scaler, dev loader; a
-    resumed run restores the weights, optimiser, schedule, scaler, RNG state and metrics of last.pt."""
-    ddp = model
+    resumed run restores the weights, optimiser, schedule, scaler, RNG state and metrics of last.pt.
+    With the user's train_step, it steps the user's own module, on the batches it takes."""
+    user_step = training.load_user_step(cfg)
+    ddp = training.user_module(model) if user_step is not None else model
     if proc.distributed:
-        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
+        ddp = torch.nn.parallel.DistributedDataParallel(ddp, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
     train_ds = data.splits["train"]
     sampler = training.ShardedSampler(len(train_ds), proc.rank, proc.world, seed=cfg.seed)
-    loader = training.make_loader(train_ds, cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, sampler=sampler)
+    train_batches = data.batches.for_train_step() if user_step is not None else data.batches
+    loader = training.make_loader(train_ds, cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, sampler=sampler, batches=train_batches)
     # the same on every rank (shards differ by at most one sample), so the LR schedules agree
     steps_per_epoch = math.ceil(math.ceil(len(train_ds) / proc.world) / cfg.batch_size)
     optimizer = training.build_optimizer(cfg, model)
     scheduler = training.build_scheduler(cfg, optimizer, total_steps=max(1, steps_per_epoch * cfg.epochs))
     scaler = training.make_scaler(proc.device, cfg)
-    dev_loader = training.make_loader(data.splits.get("dev", train_ds), cfg.batch_size, shuffle=False)
+    dev_loader = training.make_loader(data.splits.get("dev", train_ds), cfg.batch_size, shuffle=False, batches=data.batches)
     phoenix = cfg.phoenix_cleanup if cfg.phoenix_cleanup is not None else data.corpus_kind.startswith("phoenix")
-    run = Run(cfg, proc, out, data, model, ddp, model_args, teacher, skipped_gate, sampler, loader, dev_loader, optimizer, scheduler, scaler, phoenix)
+    run = Run(cfg, proc, out, data, model, ddp, model_args, teacher, skipped_gate, sampler, loader, dev_loader, optimizer, scheduler, scaler, phoenix,
+              user_step)
+    if cfg.collate_fn is not None:
+        log(f"batches: collate_fn {cfg.collate_fn!r} (its features, lengths and sample order; targets from the items' labels)", proc.master)
+    if user_step is not None:
+        log(user_step_note(cfg), proc.master)
     if ckpt:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -309,12 +329,24 @@ def prepare_run(cfg: TrainConfig, proc: Process, out: Path, data: training.DataB
     return run
 
 
+def user_step_note(cfg: TrainConfig) -> str:
+    """What the user's train_step is in charge of, and what the trainer still does."""
+    off = [f"grad_clip = {cfg.grad_clip:g}"] + (["amp"] if cfg.amp else []) + ([f"batch_transform {cfg.batch_transform!r}"] if cfg.batch_transform else [])
+    return (
+        f"train_step {cfg.train_step!r} trains each batch: the backward pass, gradient clipping and mixed precision (AMP) are its own, "
+        f"so this configuration's {', '.join(off)} {'is' if len(off) == 1 else 'are'} not applied to its steps"
+        f"{' (evaluation still applies the batch_transform)' if cfg.batch_transform else ''}; the trainer builds its optimizer "
+        f"(lr {cfg.lr:g}), steps the learning-rate schedule after each finite step and reports a non-finite loss it returns, or "
+        f"non-finite parameters after it (nonfinite = {cfg.nonfinite!r})"
+    )
+
+
 def first_batch(run: Run) -> str:
     """harness.diagnostics.first_batch_report on the first train batch, as the model sees it."""
     from harness.diagnostics import first_batch_report
 
     cfg, train_ds = run.cfg, run.data.splits["train"]
-    batch = collate([train_ds[i] for i in range(min(cfg.batch_size, len(train_ds)))])
+    batch = run.data.batches.batch(train_ds, list(range(min(cfg.batch_size, len(train_ds)))))
     first = training.to_model_input(batch, run.proc.device, training.batch_transform(cfg))
     layout = cfg.modalities if first.features.shape[-1] == input_dim(cfg.modalities) else None
     return first_batch_report(run.raw_model, first, layout, len(run.data.vocab))
@@ -342,11 +374,23 @@ def train_epoch(run: Run, epoch: int) -> EpochSteps:
     run.sampler.set_epoch(epoch)
     steps, t0 = EpochSteps(), time.perf_counter()
     with run.model.join() if proc.distributed else nullcontext():
-        for batch in tqdm(run.loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not proc.master or not sys.stderr.isatty(), leave=False):
-            res = training.train_step(run.model, batch, run.optimizer, run.scaler, cfg, proc.device, run.scheduler)
+        for entry in tqdm(run.loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not proc.master or not sys.stderr.isatty(), leave=False):
+            if run.user_step is not None:
+                raw, batch = entry
+                res = training.user_train_step(run.user_step, run.model, run.raw_model, to_device(raw, proc.device), batch, run.optimizer, cfg,
+                                               proc.device, run.scheduler)
+            else:
+                batch = entry
+                res = training.train_step(run.model, batch, run.optimizer, run.scaler, cfg, proc.device, run.scheduler)
             run.global_step += 1
             if not res.finite:
                 report_nonfinite(run, batch, res, epoch)
+                if res.nonfinite_parameters:
+                    log("stopping: the parameters are non-finite after the step, and skipping the batch cannot undo its update; "
+                        "check torch.isfinite(loss) (and the gradient norm) before optimizer.step() in the train_step; replay: pytest --replay "
+                        + str(run.out / "nonfinite_batch.pt"))
+                    steps.stopped = True
+                    return steps
                 if cfg.nonfinite == "stop":
                     log("stopping (set nonfinite='skip' in the configuration to skip such batches); replay: pytest --replay " + str(run.out / "nonfinite_batch.pt"))
                     steps.stopped = True
@@ -366,8 +410,8 @@ def report_nonfinite(run: Run, batch, res: training.StepResult, epoch: int) -> N
     cfg = run.cfg
     seen = training.to_model_input(batch, run.proc.device, training.batch_transform(cfg))
     where = save_nonfinite_batch(run.out / "nonfinite_batch.pt", run.raw_model, seen, cfg.model, run.model_args, run.global_step, epoch, cfg.to_dict())
-    what = "loss" if not math.isfinite(res.loss) else "gradient norm"
-    log(f"non-finite {what} at epoch {epoch} step {run.global_step}, samples {res.nonfinite_ids}: {where}", True)
+    what = res.reason or ("non-finite loss" if not math.isfinite(res.loss) else "non-finite gradient norm")
+    log(f"{what} at epoch {epoch} step {run.global_step}, samples {res.nonfinite_ids}: {where}", True)
 
 
 def end_epoch(run: Run, epoch: int, steps: EpochSteps) -> None:
@@ -447,7 +491,7 @@ def final_evaluation(run: Run) -> None:
     final = {}
     for split in ("train", "dev", "test"):
         if split in data.splits:
-            loader = training.make_loader(data.splits[split], cfg.batch_size, shuffle=False)
+            loader = training.make_loader(data.splits[split], cfg.batch_size, shuffle=False, batches=data.batches)
             res = training.evaluate(run.raw_model, loader, data.vocab, run.proc.device, cfg, beam_width=cfg.beam_width, phoenix_cleanup=run.phoenix)
             w = final[split] = res.wer
             log(

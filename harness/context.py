@@ -14,15 +14,15 @@ from pathlib import Path
 import torch
 
 from data.corpus import MANIFEST, Corpus
-from data.dataset import MediaPipeFeatureDataset, Vocabulary, collate
+from data.dataset import MediaPipeFeatureDataset, Vocabulary
 from data.layout import input_dim as layout_input_dim
 from data.normalize import METHODS
 from harness.scan import scan_corpus, scan_dataset
 from harness.thresholds import resolve
 from model import training
 from model.components import (
-    EXTERNAL, ComponentError, ExternalDataset, UserModel, UserVocabulary, batch_from_user, build_user_model, is_component_path, item_key_map,
-    load_collate_fn, load_external_splits, load_train_step, load_user_vocab, step_batch, to_device, user_batch_problems,
+    EXTERNAL, ComponentError, ExternalDataset, UserModel, UserVocabulary, build_user_model, is_component_path, item_key_map,
+    load_collate_fn, load_external_splits, load_train_step, to_device, user_batch_problems,
 )
 from model.config import TrainConfig
 
@@ -82,18 +82,14 @@ class HarnessContext:
     @functools.cached_property
     def declared_vocab(self) -> UserVocabulary | None:
         """The vocabulary the configuration names (cfg.vocab, with cfg.blank), None without one."""
-        return load_user_vocab(self.cfg.vocab, self.cfg.blank, self.cfg.config_dir) if self.cfg.vocab is not None else None
+        return training.declared_vocab(self.cfg)
 
     @functools.cached_property
     def user_vocab(self) -> UserVocabulary | None:
         """The ids the user's labels, model output and training step use: the declared vocabulary,
         else (cfg.blank != 0) the project's glosses with the blank at cfg.blank; None when they are
         the project's own (blank 0, no vocabulary named)."""
-        if self.declared_vocab is not None:
-            return self.declared_vocab
-        if self.cfg.blank != 0:
-            return UserVocabulary.around_blank(self.vocab, self.cfg.blank)
-        return None
+        return training.user_vocabulary(self.cfg, self.vocab, self.declared_vocab)
 
     @functools.cached_property
     def collate_fn(self):
@@ -264,25 +260,22 @@ class HarnessContext:
         usable = [(frames[r.id], r.id, i) for i, r in enumerate(self.split_records("train")) if r.id in frames]
         return [i for _, _, i in sorted(usable)[: self.thresholds["overfit_samples"]]]
 
+    @functools.cached_property
+    def batches(self) -> training.Batches:
+        """How batches are made, exactly as training makes them (model.training.Batches)."""
+        return training.Batches(self.collate_fn, self.cfg.collate_fn, self.item_keys, self.user_vocab)
+
     def batch(self, indices: list[int], split: str = "train", method: str | None = None):
         """The loader batch of these samples (on the CPU): the user's collate_fn's (its features,
         lengths and order; model.components.batch_from_user), else the project's collate."""
-        ds = self.dataset(method, split)
-        samples = [ds[i] for i in indices]
-        if self.collate_fn is not None:
-            return batch_from_user(self.collate_fn([ds.inner[i] for i in indices]), samples, self.item_keys, self.cfg.collate_fn)
-        return collate(samples)
+        return self.batches.batch(self.dataset(method, split), indices)
 
     def step_batch(self, indices: list[int], split: str = "train", method: str | None = None) -> tuple[object, object]:
         """(what the user's train_step gets, on the device: the user's collate_fn's batch, else
         model.components.step_batch's dict; the Batch of the same samples, on the CPU)."""
-        ds = self.dataset(method, split)
-        samples = [ds[i] for i in indices]
-        if self.collate_fn is not None:
-            raw = self.collate_fn([ds.inner[i] for i in indices])
-            return to_device(raw, self.device), batch_from_user(raw, samples, self.item_keys, self.cfg.collate_fn)
-        batch = collate(samples)
-        return to_device(step_batch(batch, self.user_vocab), self.device), batch
+        entries = self.batches.entries(self.dataset(method, split))
+        raw, batch = self.batches.for_train_step()([entries[i] for i in indices])
+        return to_device(raw, self.device), batch
 
     def probe_batch(self, method: str | None = None, n: int = 4):
         return self.to_input(self.batch(self.probe_indices(method)[:n], method=method))

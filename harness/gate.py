@@ -4,8 +4,9 @@ in-process through pytest and the harness plugin, and refuse to train if any fai
 The configuration goes to the run as an object and the findings come back as Finding objects
 (harness.plugin.ConfiguredRun). The verdict is cached under a fingerprint of the corpus
 (manifest bytes, file sizes and mtimes), the configuration, the project's code (hash of data/,
-model/, harness/) and the source of the user's model, dataset and batch_transform, so an
-unchanged setup does not re-run the checks and a changed one always does.
+model/, harness/), the source of the user's model, dataset, batch_transform, collate_fn and
+train_step, and the user's vocabulary (the bytes of a vocab file, else its glosses and blank),
+so an unchanged setup does not re-run the checks and a changed one always does.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from data.corpus import Corpus, atomic_write_bytes, atomic_write_text
 from harness.findings import FAIL, WARN
 from model import training
-from model.components import source_digest
+from model.components import ComponentError, _search_dirs, load_user_vocab, source_digest
 from model.distill import file_digest
 from model.config import TrainConfig
 
@@ -46,12 +47,32 @@ def fingerprint(cfg: TrainConfig) -> str:
         corpus = c.fingerprint()
         gate_relevant["data_dir"] = str(Path(c.dir).resolve())
     # a user dataset's data is read by its own code: its source is fingerprinted, its files cannot be
-    user_code = source_digest([cfg.model, cfg.dataset, cfg.batch_transform], cfg.config_dir)
+    user_code = source_digest([cfg.model, cfg.dataset, cfg.batch_transform, cfg.collate_fn, cfg.train_step], cfg.config_dir)
     # a distillation run's verdict depends on the teacher file's content, not only its path
     teacher = file_digest(cfg.teacher) if getattr(cfg, "teacher", None) and Path(cfg.teacher).is_file() else None
-    blob = json.dumps({"corpus": corpus, "config": gate_relevant, "code": code_version(), "user_code": user_code, "teacher": teacher},
-                      sort_keys=True)
+    blob = json.dumps({"corpus": corpus, "config": gate_relevant, "code": code_version(), "user_code": user_code, "teacher": teacher,
+                       "vocab": vocab_digest(cfg)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def vocab_digest(cfg: TrainConfig) -> str | None:
+    """What the configured vocabulary (cfg.vocab) is: the sha256 of a vocab file's bytes (found
+    where model.components.load_user_vocab looks), else of its glosses and blank as loaded (a
+    "module.path:attribute", a list, a table); one that does not load gives its error, for the
+    contract check to report. None without a vocabulary."""
+    spec = cfg.vocab
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        candidates = [Path(spec)] if Path(spec).is_absolute() else [Path(d) / spec for d in _search_dirs(cfg.config_dir)]
+        found = next((p for p in candidates if p.is_file()), None)
+        if found is not None:
+            return file_digest(found)
+    try:
+        vocab = load_user_vocab(spec, cfg.blank, cfg.config_dir)
+    except ComponentError as exc:
+        return f"does not load: {exc}"
+    return hashlib.sha256(json.dumps([vocab.names, vocab.blank]).encode()).hexdigest()
 
 
 @dataclass

@@ -5,8 +5,9 @@ and the corpus built the way it was trained. What the commands that use a traine
 A checkpoint holds model_name, model_args (dataclasses.asdict of the model's config, or a user
 factory's arguments), the weights, the vocabulary, the normalization statistics and the whole
 training configuration (normalization, imputation, modalities, std floor, clip, a user model /
-dataset / batch_transform); the corpus' splits are built through model.training.build_data with
-them, as train.py built them.
+dataset / batch_transform and the conventions it declares: output_layout, output, item_keys,
+vocab, blank, collate_fn); the model and the corpus' splits are built through
+model.training.build_model and build_data with them, as train.py built them.
 
 Checkpoints are read with torch.load(weights_only=True): a pickle holding anything but tensors
 and plain containers is refused, never run. Bad input (a missing, truncated or foreign file, a
@@ -25,7 +26,7 @@ import torch
 from data.corpus import CorpusError
 from data.dataset import Vocabulary
 from data.normalize import FeatureStats
-from model.components import ComponentError, build_external_model, is_component_path
+from model.components import ComponentError, UserVocabulary, is_component_path
 from model.config import TrainConfig, config_fields
 
 REQUIRED_KEYS = ("model_name", "model_args", "model", "vocab", "config")
@@ -136,11 +137,23 @@ class Trained:
         return ", ".join(parts)
 
 
-def rebuild_model(name: str, args: dict, cfg: TrainConfig, path) -> torch.nn.Module:
+def rebuild_model(name: str, args: dict, cfg: TrainConfig, path, vocab: Vocabulary | None = None) -> torch.nn.Module:
+    """The model of a checkpoint, before its weights: a registered name from its model_args, or
+    the user's factory through the conventions of the checkpoint's configuration (output_layout,
+    output, blank), as train.py built it (model.training.build_model); `vocab` (the checkpoint's,
+    blank 0) gives the permutation that moves a blank other than 0 there."""
     args = dict(args)
     try:
         if is_component_path(name):  # the user's factory, imported from the configuration's directory first
-            return build_external_model(name, int(args.pop("vocab_size")), int(args.pop("input_dim")), args, cfg.config_dir)
+            from model import training
+
+            vocab_size, input_dim = int(args.pop("vocab_size")), int(args.pop("input_dim"))
+            user_vocab = None
+            if cfg.blank != 0:
+                if vocab is None:
+                    raise UsageError(f"{path}: the model's blank is at {cfg.blank}; its vocabulary is needed to rebuild it")
+                user_vocab = UserVocabulary.around_blank(vocab, cfg.blank, f"the vocabulary of {path}")
+            return training.build_model(cfg.replace(model=name, model_overrides=args), vocab_size, input_dim, user_vocab)
         from model.registry import model_from_checkpoint_args
 
         return model_from_checkpoint_args(name, args)
@@ -172,7 +185,7 @@ def load_trained(path) -> Trained:
             raise UsageError(f"{path}: its norm_stats do not load ({exc})") from None
     if cfg.normalize == "global" and stats is None and cfg.dataset is None:
         raise UsageError(f"{path}: trained with global normalization but holds no norm_stats; the features cannot be normalized as in training")
-    model = rebuild_model(str(ckpt["model_name"]), args, cfg, path)
+    model = rebuild_model(str(ckpt["model_name"]), args, cfg, path, vocab)
     try:
         model.load_state_dict(ckpt["model"])
     except (RuntimeError, TypeError, ValueError) as exc:

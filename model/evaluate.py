@@ -133,7 +133,7 @@ def evaluate_split(trained: Trained, data, cfg: TrainConfig, split: str, beam_wi
     device = device or torch.device("cpu")
     model = trained.model.to(device)
     phoenix = cfg.phoenix_cleanup if cfg.phoenix_cleanup is not None else data.corpus_kind.startswith("phoenix")
-    loader = _Recording(training.make_loader(data.splits[split], cfg.batch_size, shuffle=False))
+    loader = _Recording(training.make_loader(data.splits[split], cfg.batch_size, shuffle=False, batches=data.batches))
     t0 = time.perf_counter()
     result = training.evaluate(model, loader, data.vocab, device, cfg, beam_width=beam_width, phoenix_cleanup=phoenix)
     seconds = time.perf_counter() - t0

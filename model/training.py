@@ -6,13 +6,16 @@ The harness runs these same functions, so what it checks is what training runs.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import json
 import math
 import os
 import random
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -20,7 +23,10 @@ import torch
 from data.corpus import CORPUS_INFO, Corpus
 from data.dataset import Batch, MediaPipeFeatureDataset, Vocabulary, collate, compute_train_stats
 from data.normalize import FeatureStats
-from model.components import ExternalDataset, apply_transform, build_external_model, is_component_path, load_batch_transform, load_external_splits, parse_item
+from model.components import (
+    ComponentError, ExternalDataset, UserModel, UserVocabulary, apply_transform, batch_from_user, build_user_model, is_component_path, item_key_map,
+    load_batch_transform, load_collate_fn, load_external_splits, load_train_step, load_user_vocab, parse_item, step_batch,
+)
 from model.config import TrainConfig
 from model.ctc import ctc_loss_per_sample
 from model.decode import beam_search, greedy_decode
@@ -59,6 +65,10 @@ class DataBundle:
     stats: FeatureStats | None
     splits: dict  # split name -> MediaPipeFeatureDataset or ExternalDataset (only splits that have samples)
     corpus_kind: str = ""  # "dataset" of corpus.json (e.g. phoenix2014, phoenix2014T), written by importers
+    # the ids the user's labels, model output and train_step use (user_vocabulary), None when they are
+    # this project's (blank 0); `vocab` is always the project's order, blank 0, what decoding reads
+    user_vocab: UserVocabulary | None = None
+    batches: "Batches" = field(default_factory=lambda: Batches())  # how its loaders batch (the user's collate_fn, or collate)
 
     @property
     def input_dim(self) -> int:
@@ -70,27 +80,67 @@ class DataBundle:
         return str(self.corpus.dir) if self.corpus is not None else f"dataset {self.splits['train'].spec!r}"
 
 
-def external_items(inner, spec: str, split: str) -> list[tuple[str, tuple[str, ...]]]:
-    """(id, glosses) of every item of a user dataset split (one pass over its items)."""
-    return [parse_item(inner[i], spec, split, i)[::2] for i in range(len(inner))]
+def external_items(inner, spec: str, split: str, keys=None, user_vocab: UserVocabulary | None = None) -> list[tuple[str, tuple[str, ...]]]:
+    """(id, glosses) of every item of a user dataset split (one pass over its items), read with
+    the configuration's item keys and vocabulary (model.components.parse_item)."""
+    return [parse_item(inner[i], spec, split, i, keys, user_vocab)[::2] for i in range(len(inner))]
+
+
+def declared_vocab(cfg: TrainConfig) -> UserVocabulary | None:
+    """The vocabulary the configuration names (cfg.vocab, with cfg.blank), None without one."""
+    return load_user_vocab(cfg.vocab, cfg.blank, cfg.config_dir) if cfg.vocab is not None else None
+
+
+def user_vocabulary(cfg: TrainConfig, vocab: Vocabulary, declared: UserVocabulary | None = None) -> UserVocabulary | None:
+    """The ids the user's labels, model output and train_step use: the declared vocabulary, else
+    (cfg.blank != 0) the project's glosses `vocab` with the blank at cfg.blank; None when they
+    are this project's own (blank 0, no vocabulary named)."""
+    if declared is not None:
+        return declared
+    if cfg.blank != 0:
+        return UserVocabulary.around_blank(vocab, cfg.blank)
+    return None
+
+
+def _declared_or_given(cfg: TrainConfig, declared: UserVocabulary | None, vocab: Vocabulary | None) -> Vocabulary | None:
+    """The declared vocabulary in this project's order (blank 0) when there is one, else `vocab`
+    (a checkpoint's, or None: built from train); a checkpoint's vocabulary must be the declared one."""
+    if declared is None:
+        return vocab
+    if vocab is not None and vocab.to_list() != declared.internal.to_list():
+        raise ComponentError(
+            f"vocab = {cfg.vocab!r} now gives other glosses or another order ({len(declared) - 1} glosses) than the checkpoint's "
+            f"vocabulary ({len(vocab) - 1} glosses): restore the vocabulary the model was trained with, or train a new model"
+        )
+    return declared.internal
 
 
 def build_external_data(cfg: TrainConfig, vocab: Vocabulary | None = None) -> DataBundle:
-    """The user's dataset factory, one ExternalDataset a split; the vocabulary from its train items."""
+    """The user's dataset factory, one ExternalDataset a split, read with the configuration's
+    item_keys and vocab; the vocabulary is the declared one (in this project's order, blank 0),
+    else built from the train items. `vocab` (a checkpoint's) must be the declared one when
+    there is one."""
+    keys = item_key_map(cfg.item_keys)
+    declared = declared_vocab(cfg)
     inner = load_external_splits(cfg.dataset, cfg.config_dir, cfg.data_dir)
+    vocab = _declared_or_given(cfg, declared, vocab)
     if vocab is None:
-        vocab = Vocabulary(sorted({g for _, glosses in external_items(inner["train"], cfg.dataset, "train") for g in glosses}))
-    width = int(ExternalDataset(inner["train"], cfg.dataset, "train", vocab).item(0)[1].shape[1])
-    splits = {s: ExternalDataset(ds, cfg.dataset, s, vocab, width) for s, ds in inner.items()}
-    return DataBundle(None, vocab, None, splits, "")
+        vocab = Vocabulary(sorted({g for _, glosses in external_items(inner["train"], cfg.dataset, "train", keys) for g in glosses}))
+    width = int(ExternalDataset(inner["train"], cfg.dataset, "train", vocab, keys=keys, user_vocab=declared).item(0)[1].shape[1])
+    splits = {s: ExternalDataset(ds, cfg.dataset, s, vocab, width, keys=keys, user_vocab=declared) for s, ds in inner.items()}
+    user_vocab = user_vocabulary(cfg, vocab, declared)
+    batches = Batches(load_collate_fn(cfg.collate_fn, cfg.config_dir), cfg.collate_fn, keys, user_vocab)
+    return DataBundle(None, vocab, None, splits, "", user_vocab, batches)
 
 
 def build_data(cfg: TrainConfig, vocab: Vocabulary | None = None, stats: FeatureStats | None = None) -> DataBundle:
-    """Datasets of every split with one vocabulary and (for global) one set of train statistics."""
+    """Datasets of every split with one vocabulary (the declared one, else from the train split)
+    and (for global) one set of train statistics; how their loaders batch (DataBundle.batches)."""
     if cfg.dataset is not None:
         return build_external_data(cfg, vocab)
     corpus = Corpus(corpus_dir(cfg))
-    vocab = vocab or Vocabulary.from_records(corpus.records)
+    declared = declared_vocab(cfg)
+    vocab = _declared_or_given(cfg, declared, vocab) or Vocabulary.from_records(corpus.records)
     if cfg.normalize == "global" and stats is None:
         stats = compute_train_stats(corpus, cfg.impute)
     # DataLoader workers each hold a copy of the dataset: the cache serves the in-process loader only
@@ -107,26 +157,29 @@ def build_data(cfg: TrainConfig, vocab: Vocabulary | None = None, stats: Feature
     kind = ""
     if (corpus.dir / CORPUS_INFO).is_file():
         kind = str(json.loads((corpus.dir / CORPUS_INFO).read_text(encoding="utf-8")).get("dataset", ""))
-    return DataBundle(corpus, vocab, stats, splits, kind)
+    user_vocab = user_vocabulary(cfg, vocab, declared)
+    return DataBundle(corpus, vocab, stats, splits, kind, user_vocab, Batches(user_vocab=user_vocab))
 
 
-def build_model(cfg: TrainConfig, vocab_size: int, input_dim: int | None = None) -> torch.nn.Module:
+def build_model(cfg: TrainConfig, vocab_size: int, input_dim: int | None = None, user_vocab: UserVocabulary | None = None) -> torch.nn.Module:
     """The configured model: a registered name (built for cfg.modalities), or the user's factory
-    called as factory(vocab_size, input_dim, **model_overrides) and held to the model contract."""
+    called as factory(vocab_size, input_dim, **model_overrides) and held to the model contract
+    through the declared conventions, as the harness builds it (model.components.build_user_model:
+    the user's module, or a UserModel around it). `user_vocab` (DataBundle.user_vocab) gives the
+    permutation that moves the user's blank to 0."""
     if is_component_path(cfg.model):
         if input_dim is None:
             from data.layout import input_dim as layout_dim
 
             input_dim = layout_dim(cfg.modalities)
-        return build_external_model(cfg.model, vocab_size, input_dim, cfg.model_overrides, cfg.config_dir)
+        order = user_vocab.order if user_vocab is not None and user_vocab.permutes else None
+        return build_user_model(cfg, vocab_size, input_dim, order, cfg.blank)
     overrides = {**cfg.model_overrides, "vocab_size": vocab_size, "modalities": tuple(cfg.modalities)}
     return create_model(cfg.model, **overrides)
 
 
 def model_args(cfg: TrainConfig, model: torch.nn.Module, vocab_size: int, input_dim: int) -> dict:
     """What rebuilds the model from a checkpoint alone: its config dataclass, or a factory's arguments."""
-    import dataclasses
-
     if is_component_path(cfg.model):  # model.registry.model_from_checkpoint_args calls the factory with them
         return {"vocab_size": vocab_size, "input_dim": input_dim, **cfg.model_overrides}
     return dataclasses.asdict(model.config)
@@ -177,8 +230,6 @@ def batch_transform(cfg: TrainConfig):
     fn = transform_function(cfg.batch_transform, cfg.config_dir)
 
     def transform(batch: Batch) -> Batch:
-        import dataclasses
-
         return dataclasses.replace(batch, features=apply_transform(fn, batch.features, batch.lengths, cfg.batch_transform))
 
     return transform
@@ -199,6 +250,10 @@ class StepResult:
     per_sample: torch.Tensor  # [B] losses (detached, float32)
     finite: bool  # False: the loss or the gradients were not finite and no update was made (the caller stops or skips)
     nonfinite_ids: list  # samples whose loss was not finite (every sample of the batch for non-finite gradients)
+    # the user's train_step only (user_train_step): what was not finite, in words, and the
+    # parameters its update left non-finite (then skipping the batch cannot undo it)
+    reason: str = ""
+    nonfinite_parameters: list = field(default_factory=list)
 
 
 _TEACHERS: dict = {}  # (resolved path, mtime, size, device) -> Teacher: loaded once a process
@@ -289,6 +344,81 @@ def train_step(model, batch: Batch, optimizer, scaler, cfg: TrainConfig, device:
     return StepResult(float(loss.detach()), grad_norm, per_sample.detach().float().cpu(), True, [])
 
 
+def user_module(model: torch.nn.Module) -> torch.nn.Module:
+    """What the user's train_step is given: the user's own module (a UserModel's inner)."""
+    return model.inner if isinstance(model, UserModel) else model
+
+
+def load_user_step(cfg: TrainConfig) -> Callable | None:
+    """The configured train_step (model.components.TrainStep), None without one."""
+    return load_train_step(cfg.train_step, cfg.config_dir)
+
+
+def _loss_number(loss) -> float | None:
+    if torch.is_tensor(loss) and loss.numel() == 1:
+        return float(loss.detach().float())
+    if isinstance(loss, (int, float)) and not isinstance(loss, bool):
+        return float(loss)
+    return None
+
+
+@torch.no_grad()
+def nonfinite_samples(model, batch: Batch, device: torch.device, cfg: TrainConfig) -> list:
+    """The samples of `batch` whose loss (compute_loss of `model`, blank 0, on the model input
+    training feeds it) is not finite; the model runs in eval mode and is put back as it was."""
+    was_training = model.training
+    model.eval()
+    try:
+        _, per_sample, _ = compute_loss(model, to_model_input(batch, device, batch_transform(cfg)), device, cfg)
+    finally:
+        model.train(was_training)
+    return [batch.ids[i] for i in torch.nonzero(~torch.isfinite(per_sample.float())).flatten().tolist()]
+
+
+def user_train_step(fn: Callable, stepped: torch.nn.Module, model: torch.nn.Module, raw, batch: Batch, optimizer, cfg: TrainConfig,
+                    device: torch.device, scheduler=None) -> StepResult:
+    """One call of the user's train_step (model.components.TrainStep), as training runs it:
+    fn(stepped, raw, optimizer), `stepped` being the user's own module (user_module(model), or
+    its DistributedDataParallel wrapper) in train mode and `raw` the user's batch on the device.
+    The step does its backward pass, clipping, mixed precision and optimizer.step() itself; the
+    schedule steps after a finite step. `batch` is the same samples as a Batch (their ids).
+
+    Not finite (the caller stops or skips, as after train_step) when the loss it returns is not
+    finite, when the parameters are not finite after it (nonfinite_parameters: its update broke
+    them), or when it raises on a batch some of whose samples have a non-finite loss (it stopped
+    on them); any other error propagates. The samples are named by the loss of `model` (blank 0)
+    on `batch` (every sample, and the reason says so, when that loss is finite: the step's own
+    computation broke). grad_norm is not measured (nan): the gradients are the step's."""
+    nan = float("nan")
+    stepped.train()
+    try:
+        loss = fn(stepped, raw, optimizer)
+    except Exception as exc:  # noqa: BLE001 - a stop on a non-finite batch is reported as one; anything else propagates
+        bad = nonfinite_samples(model, batch, device, cfg)
+        if not bad:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return StepResult(nan, nan, torch.zeros(0), False, bad, f"train_step = {cfg.train_step!r} raised {type(exc).__name__}: {first}")
+    value = _loss_number(loss)
+    if value is None:
+        raise ComponentError(f"train_step = {cfg.train_step!r} returned {type(loss).__name__}; expected the loss (a float or a 0-dim tensor), "
+                             "which training logs and checks for non-finite values (model.components.TrainStep)")
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    finite = torch.stack([torch.isfinite(p.detach()).all() for _, p in named]).tolist() if named else []
+    broken = [n for (n, _), ok in zip(named, finite) if not ok]
+    if math.isfinite(value) and not broken:
+        if scheduler is not None:
+            scheduler.step()
+        return StepResult(value, nan, torch.zeros(0), True, [])
+    reason = f"the loss train_step = {cfg.train_step!r} returned is {value}" if not math.isfinite(value) else f"train_step = {cfg.train_step!r} returned loss {value:.4g}"
+    if broken:
+        reason += f" and its update left {len(broken)} of {len(named)} parameter tensors non-finite (first: {broken[0]})"
+    bad = nonfinite_samples(model, batch, device, cfg)
+    if not bad:
+        reason += "; the model's loss on the batch as loaded is finite for every sample: the step's own computation is not"
+    return StepResult(value if math.isfinite(value) else nan, nan, torch.zeros(0), False, bad or list(batch.ids), reason, broken)
+
+
 def decode(log_probs, out_lengths, beam_width: int = 1):
     """The decoder training evaluates with: greedy for beam_width 1, else CTC prefix beam search."""
     if beam_width <= 1:
@@ -330,11 +460,69 @@ def evaluate(model, loader, vocab: Vocabulary, device: torch.device, cfg: TrainC
     return EvalResult(word_error_rate(refs, hyps, phoenix_cleanup=phoenix_cleanup), hyp_by_id, frames, blank_frames / max(out_frames, 1))
 
 
-def make_loader(dataset, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0, sampler=None):
+class UserItems(torch.utils.data.Dataset):
+    """An ExternalDataset's entries with the user's item beside each Sample: (Sample, item).
+    The item is read once; the Sample is parsed from that same item by the ExternalDataset
+    (a view of it holding only that item)."""
+
+    def __init__(self, dataset: ExternalDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        item = self.dataset.inner[i]
+        view = copy.copy(self.dataset)
+        view.inner = {i: item}
+        return view[i], item
+
+
+@dataclass
+class Batches:
+    """How a loader batches a dataset's entries, as the harness builds its batches
+    (harness.context.HarnessContext.batch and step_batch): with the user's collate_fn, its batch
+    of the user's items read as a Batch (model.components.batch_from_user: its features, lengths
+    and sample order), else this project's collate. for_step: each batch is the pair (what the
+    user's train_step gets: the collate_fn's batch, or step_batch's dict in the user's ids;
+    the Batch), on the CPU."""
+
+    collate_fn: Callable | None = None
+    spec: str | None = None  # cfg.collate_fn, for messages
+    keys: dict | None = None  # the item keys (item_key_map)
+    user_vocab: UserVocabulary | None = None  # the ids step_batch's targets use
+    for_step: bool = False
+
+    def entries(self, dataset):
+        """What the loader reads: (Sample, item) pairs for the user's collate_fn, else the dataset itself."""
+        return UserItems(dataset) if self.collate_fn is not None else dataset
+
+    def __call__(self, entries: list):
+        if self.collate_fn is None:
+            batch = collate(entries)
+            return (step_batch(batch, self.user_vocab), batch) if self.for_step else batch
+        samples = [s for s, _ in entries]
+        raw = self.collate_fn([item for _, item in entries])
+        batch = batch_from_user(raw, samples, self.keys, self.spec)
+        return (raw, batch) if self.for_step else batch
+
+    def batch(self, dataset, indices: list[int]) -> Batch:
+        """The Batch of these samples of `dataset`, as a loader makes it."""
+        entries = self.entries(dataset)
+        return dataclasses.replace(self, for_step=False)([entries[i] for i in indices])
+
+    def for_train_step(self) -> "Batches":
+        """These batches as the user's train_step takes them (for_step)."""
+        return dataclasses.replace(self, for_step=True)
+
+
+def make_loader(dataset, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0, sampler=None, batches: Batches | None = None):
+    """A DataLoader of `dataset` batched by `batches` (DataBundle.batches; default: this project's collate)."""
+    batches = batches if batches is not None else Batches()
     generator = torch.Generator().manual_seed(seed)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False, sampler=sampler,
-        collate_fn=collate, num_workers=num_workers, generator=generator, persistent_workers=num_workers > 0,
+        batches.entries(dataset), batch_size=batch_size, shuffle=shuffle if sampler is None else False, sampler=sampler,
+        collate_fn=batches, num_workers=num_workers, generator=generator, persistent_workers=num_workers > 0,
     )
 
 
