@@ -94,6 +94,7 @@ def main(argv=None) -> int:
 
     # ------------------------------------------------------------------ loaders, optimiser, schedule (a resumed run's state)
     run = prepare_run(cfg, proc, out, data, model, model_args, teacher, args.skip_gate, ckpt)
+    run.data_profile = data_profile(cfg, data, ckpt, out, proc.master)
     if proc.master and run.start_epoch == 1:
         log(first_batch(run))
     log(
@@ -216,6 +217,31 @@ def load_data(cfg: TrainConfig, ckpt: dict | None, out: Path, master: bool) -> t
     return data
 
 
+def data_profile(cfg: TrainConfig, data: training.DataBundle, ckpt: dict | None, out: Path, master: bool) -> dict | None:
+    """The train split's data profile (harness/profile.py: presence, leading hand, fps, length,
+    speed, position, z scale), stored in every checkpoint and as OUTPUT_DIR/data_profile.json.
+    A resumed run compares it with the profile it began on and says when the data changed.
+    None for a user dataset without a corpus in this project's format."""
+    if data.corpus is None:
+        return None
+    from harness.checks.drift import check_drift
+    from harness.findings import PASS, SKIP
+    from harness.profile import profile_corpus
+    from harness.thresholds import resolve
+
+    profile = profile_corpus(data.corpus.dir, split="train")
+    before = (ckpt or {}).get("data_profile")
+    if before is not None:
+        changed = (before.get("samples"), before.get("frames")) != (profile.get("samples"), profile.get("frames"))
+        drift = check_drift(before, profile, resolve(cfg.thresholds))
+        if changed or drift.status not in (PASS, SKIP):
+            log(f"WARNING: the train split changed since this run began ({before.get('samples')} samples / {before.get('frames')} frames, "
+                f"now {profile.get('samples')} / {profile.get('frames')}); drift: {drift.summary}", master)
+    if master:
+        atomic_write_text(out / "data_profile.json", json.dumps(profile, indent=1))
+    return profile
+
+
 def load_model(cfg: TrainConfig, data: training.DataBundle, proc: Process) -> tuple[torch.nn.Module, dict]:
     """The configured model on the device (a user's factory through the declared conventions, as
     the harness checked it), and the model_args that rebuild it from a checkpoint alone."""
@@ -285,6 +311,7 @@ class Run:
     global_step: int = 0
     best_wer: float = float("inf")  # lowest greedy WER of the epoch lines so far (best.pt's)
     metrics: list = field(default_factory=list)  # one row a finished epoch, as in metrics.jsonl
+    data_profile: dict | None = None  # the train split's profile (harness/profile.py), None without a corpus
 
     @property
     def select_split(self) -> str:
@@ -467,6 +494,8 @@ def checkpoint_state(run: Run, epoch: int) -> dict:
         # the teacher this model learned from: path, sha256 of the file, its vocabulary (None: no distillation)
         "teacher": run.teacher.record() if run.teacher is not None else None,
         "metrics": run.metrics,
+        # what the model learnt from: `python -m harness drift --reference CKPT --data DIR` compares new data with it
+        "data_profile": run.data_profile,
     }
 
 

@@ -3,12 +3,17 @@
     python -m harness check   [--config FILE] [--data-dir DIR] [--only CHECK ...] [--html FILE] [--json FILE] [--all-methods] [pytest args...]
     python -m harness overfit [--config FILE] [--data-dir DIR] [--html FILE] [--json FILE] [--gpu] [pytest args...]
     python -m harness replay  FILE [--config FILE]
+    python -m harness drift   --reference REF --data DIR [--split S] [--json OUT]
 
 `check` runs the compat and smoke checks (`--only` names the checks to run, e.g. `--only contract
 model_input padding`), `overfit` the overfit run, of the configuration (the file train.py reads;
 its model, dataset and batch_transform may be the user's own), prints the findings table (every
 failed check with its cause, samples and hint) and exits 1 when a check fails, 0 when none does.
 Other arguments go to pytest (e.g. `-n 2`, `-k forward`).
+
+`drift` compares a corpus (all splits, or --split) with what a model was trained on: REF is a
+profile JSON (harness/profile.py), a corpus directory (its train split) or a checkpoint .pt with a
+"data_profile" entry. Exit 0 no drift, 1 drift named, 2 bad arguments.
 
 `replay` re-runs a batch saved on a non-finite step (by harness.guard in the user's loop, or by
 train.py) through the model rebuilt from the configuration's model factory and the saved state
@@ -29,7 +34,7 @@ import sys
 from pathlib import Path
 
 MARKERS = {"check": "compat or smoke", "overfit": "overfit"}
-COMMANDS = sorted([*MARKERS, "replay"])
+COMMANDS = sorted([*MARKERS, "replay", "drift"])
 
 
 def parse(argv):
@@ -54,6 +59,10 @@ def parse_replay(argv):
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["drift"]:
+        from harness.checks.drift import run_drift
+
+        return run_drift(argv[1:])
     if argv[:1] == ["replay"]:
         from harness.replay import replay_file
 

@@ -119,6 +119,30 @@ def test_resume_after_kill_9(small_corpus, small_config, tmp_path):
     assert [r["epoch"] for r in ckpt["metrics"]] == list(range(1, done + 3))
     assert epochs[-1] == done + 2
     assert "test WER" in r.stdout
+    # what the model learnt from travels with it, and the same data resumes without a word
+    assert ckpt["data_profile"]["samples"] == len([r for r in read_manifest(small_corpus) if r.split == "train"])
+    assert json.loads((out / "data_profile.json").read_text()) == ckpt["data_profile"]
+    assert "train split changed" not in r.stdout
+    d = subprocess.run([sys.executable, "-m", "harness", "drift", "--reference", str(out / "last.pt"), "--data", str(small_corpus), "--split", "train"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert d.returncode == 0, d.stdout + d.stderr
+
+
+def test_a_resumed_run_on_changed_data_says_so(small_corpus, tmp_path, capsys):
+    import types
+
+    import train
+    from harness.profile import profile_corpus
+    from model.config import TrainConfig
+
+    data = types.SimpleNamespace(corpus=Corpus(small_corpus))
+    before = profile_corpus(small_corpus, split="train")
+    assert train.data_profile(TrainConfig(), data, {"data_profile": before}, tmp_path, True) == before
+    assert "changed" not in capsys.readouterr().out
+    fewer = dict(before, samples=before["samples"] - 1, frames=before["frames"] - 10)
+    train.data_profile(TrainConfig(), data, {"data_profile": fewer}, tmp_path, True)
+    assert "WARNING: the train split changed since this run began" in capsys.readouterr().out
+    assert json.loads((tmp_path / "data_profile.json").read_text()) == before
 
 
 @pytest.mark.slow
