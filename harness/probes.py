@@ -8,8 +8,11 @@ The probes never raise inside the forward pass they watch: a module output they 
 from __future__ import annotations
 
 import functools
+import sysconfig
+import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -228,6 +231,23 @@ def nan_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a[fa] - b[fa]).abs().max()) if fa.any() else 0.0
 
 
+def prefix_diff(a: torch.Tensor, b: torch.Tensor, n: int) -> float:
+    """nan_diff of two [T, ...] tensors over their first n frames (inf when either is shorter)."""
+    if a.shape[0] < n or b.shape[0] < n:
+        return float("inf")
+    return nan_diff(a[:n], b[:n])
+
+
+def repad(feats: list, total: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples' [T_i, F] features zero-padded into one batch of `total` frames (default the
+    longest): (features [B, T, F], lengths [B])."""
+    lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long, device=feats[0].device)
+    x = feats[0].new_zeros((len(feats), total or int(lengths.max()), feats[0].shape[-1]))
+    for b, f in enumerate(feats):
+        x[b, : f.shape[0]] = f
+    return x, lengths
+
+
 def finite_scale(t: torch.Tensor) -> float:
     """max(1, largest finite |value|): the scale a difference of a module's output is judged at."""
     t = t.detach().float()
@@ -284,10 +304,28 @@ _NONE = object()
 
 
 def one_line(exc: BaseException, limit: int = 200) -> str:
-    """An exception as one short line: its type and the first line of its message."""
+    """An exception as one short line: its type and the first line of its message (torch's
+    dispatcher errors list every backend over a hundred lines)."""
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else ""
     return f"{type(exc).__name__}: {text[:limit]}{'...' if len(text) > limit or len(lines) > 1 else ''}"
+
+
+_LIBRARY_DIRS = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")})
+
+
+def code_frame(exc: BaseException, skip_dirs: tuple = ()):
+    """The innermost traceback frame of an exception in code that is not a library's (torch,
+    numpy, the standard library) nor under one of `skip_dirs`: where the harness's, the
+    project's or the user's code last stood; None if there is none."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        name = frame.filename
+        if name.startswith("<") or any(name.startswith(d) for d in _LIBRARY_DIRS) or "site-packages" in name:
+            continue
+        if skip_dirs and any(Path(name).resolve().is_relative_to(d) for d in skip_dirs):
+            continue
+        return frame
+    return None
 
 
 def fused_note(model: nn.Module, name: str) -> str:

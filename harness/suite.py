@@ -7,9 +7,7 @@ catalogue and the benchmark all run checks through `CHECKS` and `run_check`.
 """
 from __future__ import annotations
 
-import sysconfig
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,6 +24,7 @@ from harness.checks.shift import check_shift
 from harness.checks.step import UserStep, check_train_step, no_train_step
 from harness.checks.training import check_overfit, check_smoke
 from harness.findings import FAIL, SKIP, Finding
+from harness.probes import code_frame, one_line
 from model.components import ComponentError, UserModel
 from model.config import TrainConfig
 
@@ -223,28 +222,6 @@ def crashed(finding: Finding) -> bool:
     return bool(finding.values.get("crashed"))
 
 
-def _one_line(exc: BaseException, limit: int = 240) -> str:
-    """An exception as one short line: its type and the first line of its message (torch's
-    dispatcher errors list every backend over a hundred lines)."""
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else ""
-    return f"{type(exc).__name__}: {text[:limit]}{'...' if len(text) > limit or len(lines) > 1 else ''}"
-
-
-_LIBRARY_DIRS = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")})
-
-
-def _origin(exc: BaseException):
-    """The innermost traceback frame in code that is not a library's (torch, numpy, the standard
-    library): where the harness's, the project's or the user's code last stood."""
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        name = frame.filename
-        if name.startswith("<") or any(name.startswith(d) for d in _LIBRARY_DIRS) or "site-packages" in name:
-            continue
-        return frame
-    return None
-
-
 def _in_harness(filename: str) -> bool:
     """Whether a file is the harness's own code (the fault rig's patched components are not)."""
     path = Path(filename).resolve()
@@ -266,16 +243,16 @@ def run_check(check: Check | str, ctx: HarnessContext, param=None) -> Finding:
         return check.run(ctx, param)
     except ComponentError as exc:
         # contract handles its own; every other check needs the component and cannot run
-        return Finding(check=label, status=SKIP, summary=f"cannot run: {_one_line(exc)} (see the contract check)",
+        return Finding(check=label, status=SKIP, summary=f"cannot run: {one_line(exc, limit=240)} (see the contract check)",
                        values={"needs": "contract"}, seconds=time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - any crash is a finding of its own
-        frame = _origin(exc)
+        frame = code_frame(exc)
         where = f" (at {frame.filename}:{frame.lineno})" if frame else ""
         if frame is not None and _in_harness(frame.filename):
             # the harness's own probe met a model it cannot handle: not the user's failure
-            return Finding(check=label, status=SKIP, summary=f"the probe could not run on this setup: {_one_line(exc)}{where}",
+            return Finding(check=label, status=SKIP, summary=f"the probe could not run on this setup: {one_line(exc, limit=240)}{where}",
                            values={"probe_error": True}, seconds=time.perf_counter() - start)
         return Finding(
-            check=label, status=FAIL, summary=f"the check could not run: {_one_line(exc)}{where}",
+            check=label, status=FAIL, summary=f"the check could not run: {one_line(exc, limit=240)}{where}",
             values={"crashed": True}, seconds=time.perf_counter() - start,
         )

@@ -15,7 +15,7 @@ from data.dataset import Batch, collate
 from data.layout import modality_widths
 from harness.findings import SKIP, Finding, status_from, table
 from harness.plots import bar_png
-from harness.probes import NONFINITE_HINTS, fused_note, module_kind, nan_diff, nonfinite_inputs, one_line, trace_nonfinite
+from harness.probes import NONFINITE_HINTS, fused_note, module_kind, nonfinite_inputs, one_line, prefix_diff, repad, trace_nonfinite
 from model.ctc import ctc_loss_per_sample, uniform_ctc_loss
 from model.masking import pad_mask
 
@@ -317,7 +317,7 @@ def check_batch_size(model, samples: list, thresholds: dict, device=None, to_inp
         for i, s in enumerate(samples if together is not None else []):
             single = to_input(collate([s]))
             k = int(single.lengths[0])
-            input_diffs.append(_prefix_diff(batch.features[i], single.features[0], k))
+            input_diffs.append(prefix_diff(batch.features[i], single.features[0], k))
             alone_inputs.append(single)
             in_batch_bad = not bool(torch.isfinite(together[i, : int(out_len[i])]).all())
             try:
@@ -331,7 +331,7 @@ def check_batch_size(model, samples: list, thresholds: dict, device=None, to_inp
                     nonfinite_ids.append(s.id)
                 continue
             m = int(alone_len[0])
-            diff = _prefix_diff(together[i], alone[0], m)
+            diff = prefix_diff(together[i], alone[0], m)
             alone_outputs.append(alone[0, :m])
             alone_bad = not bool(torch.isfinite(alone[0, :m]).all())
             if alone_bad or in_batch_bad:
@@ -383,13 +383,6 @@ def check_batch_size(model, samples: list, thresholds: dict, device=None, to_inp
     )
 
 
-def _prefix_diff(a: torch.Tensor, b: torch.Tensor, k: int) -> float:
-    """NaN-aware largest difference of two [T, ...] tensors over their first k frames (inf when either is shorter)."""
-    if a.shape[0] < k or b.shape[0] < k or a.shape[1:] != b.shape[1:]:
-        return float("inf")
-    return nan_diff(a[:k], b[:k])
-
-
 def _padding_origin(model, batch: Batch, together, alone_inputs, alone_outputs, input_diffs, differing, atol) -> dict:
     """Where the difference of the `differing` samples is born: feed the model every sample's
     alone input zero-padded into the batch. Its output still differing from the alone one is
@@ -398,12 +391,10 @@ def _padding_origin(model, batch: Batch, together, alone_inputs, alone_outputs, 
     feats = [a.features[0] for a in alone_inputs]
     if any(f.shape[1:] != batch.features.shape[2:] or f.shape[0] > batch.features.shape[1] for f in feats):
         return {}
-    x = torch.zeros_like(batch.features)
-    for b, f in enumerate(feats):
-        x[b, : f.shape[0]] = f
+    x, _ = repad(feats, batch.features.shape[1])
     repadded, _ = model(x, batch.lengths)
-    model_diff = max(_prefix_diff(repadded[i], alone_outputs[i], alone_outputs[i].shape[0]) for i in differing)
-    effect = max((_prefix_diff(together[i], repadded[i], alone_outputs[i].shape[0]) for i in differing if input_diffs[i] > atol), default=0.0)
+    model_diff = max(prefix_diff(repadded[i], alone_outputs[i], alone_outputs[i].shape[0]) for i in differing)
+    effect = max((prefix_diff(together[i], repadded[i], alone_outputs[i].shape[0]) for i in differing if input_diffs[i] > atol), default=0.0)
     out = {"model_diff": model_diff, "transform_effect": effect, "transform_input_diff": max(input_diffs[i] for i in differing)}
     if effect > atol:
         out["born_in"] = "padding[batch_transform]"

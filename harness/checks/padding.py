@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from data.dataset import collate
-from harness.checks.input import _replace_features
+from harness.checks.input import _affine_fit, _replace_features
 from harness.findings import SKIP, Finding, status_from, table
-from harness.probes import finite_scale, fused_note, module_kind, nan_diff, one_line, output_tensors, watch_modules
+from harness.probes import finite_scale, fused_note, module_kind, nan_diff, one_line, output_tensors, prefix_diff, repad, watch_modules
 
 WHERES = ("batch_transform", "model")
 NOISE = (5.0, 5.0)  # padded frames of the latent probe: mean and std of the values put there
@@ -96,23 +96,6 @@ def _alone_inputs(picks: list, to_input) -> tuple:
     return raw, [to_input(_replace_features(raw, b, raw_np)) for b in range(len(picks))]
 
 
-def _repad(alone: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each sample's alone model input, zero-padded into one batch: (features [B, T, F], lengths [B])."""
-    feats = [a.features[0] for a in alone]
-    lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long, device=feats[0].device)
-    x = feats[0].new_zeros((len(feats), int(lengths.max()), feats[0].shape[-1]))
-    for b, f in enumerate(feats):
-        x[b, : f.shape[0]] = f
-    return x, lengths
-
-
-def _row_diff(a: torch.Tensor, b_: torch.Tensor, n: int) -> float:
-    """NaN-aware largest difference of two outputs' first n frames (inf when either is shorter)."""
-    if a.shape[0] < n or b_.shape[0] < n:
-        return float("inf")
-    return nan_diff(a[:n], b_[:n])
-
-
 # ----------------------------------------------------------------------------- the transform
 
 
@@ -120,7 +103,7 @@ def _transform(model, picks, judged, to_input, thresholds, name) -> Finding:
     atol = thresholds["padding_atol"]
     raw, alone = _alone_inputs(picks, to_input)
     together = to_input(raw)
-    x_rep, lengths = _repad(alone)
+    x_rep, lengths = repad([a.features[0] for a in alone])
     values = {"born_in": "batch_transform"}
     rows, in_diffs, effects, fits = [], [], [], []
     comparable = together.features.shape == x_rep.shape
@@ -129,8 +112,8 @@ def _transform(model, picks, judged, to_input, thresholds, name) -> Finding:
         lp_r, _ = model(x_rep, lengths)
     for b in range(judged):
         n_in = int(lengths[b])
-        in_diff = _row_diff(together.features[b], alone[b].features[0], n_in)
-        effect = _row_diff(lp_t[b], lp_r[b], int(ol_t[b])) if comparable else float("nan")
+        in_diff = prefix_diff(together.features[b], alone[b].features[0], n_in)
+        effect = prefix_diff(lp_t[b], lp_r[b], int(ol_t[b])) if comparable else float("nan")
         in_diffs.append(in_diff)
         effects.append(effect)
         fits.append(_affine(alone[b].features[0], together.features[b, :n_in]))
@@ -177,14 +160,8 @@ def _transform_hint() -> str:
 def _affine(alone: torch.Tensor, together: torch.Tensor) -> tuple:
     """(a, b) when together = a * alone + b over one sample's valid frames (one scale and
     shift for the whole sample), else (None, None)."""
-    e = alone.detach().double().cpu().numpy().ravel()
-    g = together.detach().double().cpu().numpy().ravel()
-    ok = np.isfinite(e) & np.isfinite(g)
-    e, g = e[ok], g[ok]
-    if e.size < 2 or e.std() == 0:
-        return None, None
-    a, b = np.polyfit(e, g, 1)
-    return (float(a), float(b)) if np.abs(a * e + b - g).max() < 1e-3 * max(1.0, abs(a)) else (None, None)
+    a, b, residual = _affine_fit(alone.detach().double().cpu().numpy().ravel(), together.detach().double().cpu().numpy().ravel())
+    return (a, b) if residual < 1e-3 * max(1.0, abs(a)) else (None, None)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -337,7 +314,7 @@ def _describe(model, call: _Call | None, last: tuple, tol: float) -> tuple[str, 
 def _model(model, picks, judged, to_input, thresholds) -> Finding:
     atol = thresholds["padding_atol"]
     _, alone = _alone_inputs(picks, to_input)
-    x0, lengths = _repad(alone)
+    x0, lengths = repad([a.features[0] for a in alone])
     n = x0.shape[0]
     records, alone_out = [], []
     for b in range(judged):
@@ -360,8 +337,8 @@ def _model(model, picks, judged, to_input, thresholds) -> Finding:
     rows, eff, lat, only_batch, alone_bad = [], [], [], [], []
     for b in range(judged):
         k = alone_out[b].shape[0]
-        e = _row_diff(lp0[b], alone_out[b], k)
-        lt = _row_diff(lp1[b], lp0[b], k)
+        e = prefix_diff(lp0[b], alone_out[b], k)
+        lt = prefix_diff(lp1[b], lp0[b], k)
         eff.append(e)
         lat.append(lt)
         finite_alone = bool(torch.isfinite(alone_out[b]).all())

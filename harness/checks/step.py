@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import time
-import traceback
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.findings import Finding, status_from, table
+from harness.probes import code_frame
 from model import training
 from model.components import ComponentError, UserModel, batch_targets, features_of, with_features
 
@@ -79,9 +79,8 @@ HARNESS_DIR = Path(__file__).resolve().parents[1]
 
 def _where(exc: BaseException) -> str:
     """The innermost frame of an error in the user's code (not torch, the standard library or the harness)."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if "site-packages" not in f.filename and "/lib/python" not in f.filename and not Path(f.filename).resolve().is_relative_to(HARNESS_DIR)]
-    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    frame = code_frame(exc, (HARNESS_DIR,))
+    return f"{frame.filename}:{frame.lineno}" if frame else ""
 
 
 def _without(tb, code):
