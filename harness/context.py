@@ -21,7 +21,7 @@ from harness.scan import scan_corpus, scan_dataset
 from harness.thresholds import resolve
 from model import training
 from model.components import (
-    EXTERNAL, ComponentError, ExternalDataset, UserModel, UserVocabulary, build_user_model, is_component_path, item_key_map,
+    EXTERNAL, ComponentError, ExternalDataset, UserVocabulary, is_component_path, item_key_map,
     load_collate_fn, load_external_splits, load_train_step, to_device, user_batch_problems,
 )
 from model.config import TrainConfig
@@ -227,16 +227,8 @@ class HarnessContext:
         or a UserModel around it, whose output has the blank at 0)."""
         torch.manual_seed(self.cfg.seed if seed is None else seed)
         cfg = self.cfg if modalities is None else self.cfg.replace(modalities=modalities)
-        if is_component_path(cfg.model):
-            uv = self.user_vocab
-            order = uv.order if uv is not None and uv.permutes else None
-            return build_user_model(cfg, len(self.vocab), input_dim or self.input_dim, order, cfg.blank).to(self.device)
-        return training.build_model(cfg, len(self.vocab), input_dim or self.input_dim).to(self.device)
-
-    @staticmethod
-    def user_module(model: torch.nn.Module) -> torch.nn.Module:
-        """The user's own module: the model, or the one a UserModel wraps."""
-        return model.inner if isinstance(model, UserModel) else model
+        uv = self.user_vocab if is_component_path(cfg.model) else None  # the user's blank moved to 0
+        return training.build_model(cfg, len(self.vocab), input_dim or self.input_dim, uv).to(self.device)
 
     @functools.cached_property
     def transform(self):

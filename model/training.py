@@ -354,7 +354,8 @@ def load_user_step(cfg: TrainConfig) -> Callable | None:
     return load_train_step(cfg.train_step, cfg.config_dir)
 
 
-def _loss_number(loss) -> float | None:
+def loss_number(loss) -> float | None:
+    """A step's returned loss as a float: a one-value tensor or a number; None otherwise."""
     if torch.is_tensor(loss) and loss.numel() == 1:
         return float(loss.detach().float())
     if isinstance(loss, (int, float)) and not isinstance(loss, bool):
@@ -399,7 +400,7 @@ def user_train_step(fn: Callable, stepped: torch.nn.Module, model: torch.nn.Modu
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return StepResult(nan, nan, torch.zeros(0), False, bad, f"train_step = {cfg.train_step!r} raised {type(exc).__name__}: {first}")
-    value = _loss_number(loss)
+    value = loss_number(loss)
     if value is None:
         raise ComponentError(f"train_step = {cfg.train_step!r} returned {type(loss).__name__}; expected the loss (a float or a 0-dim tensor), "
                              "which training logs and checks for non-finite values (model.components.TrainStep)")

@@ -97,14 +97,6 @@ def _without(tb, code):
     return out
 
 
-def _number(loss) -> float | None:
-    if torch.is_tensor(loss) and loss.numel() == 1:
-        return float(loss.detach().float())
-    if isinstance(loss, (int, float)) and not isinstance(loss, bool):
-        return float(loss)
-    return None
-
-
 def _detach(out):
     if torch.is_tensor(out):
         return out.detach()
@@ -142,16 +134,11 @@ class UserStep:
     user_vocab: object | None = None
     blank: int = 0
 
-    @staticmethod
-    def module(model: torch.nn.Module) -> torch.nn.Module:
-        """What the step is given: the user's own module (a UserModel's inner)."""
-        return model.inner if isinstance(model, UserModel) else model
-
     # ---------------------------------------------------------------- running it
 
     def run(self, model: torch.nn.Module, raw, optimizer) -> StepRecord:
         """Call the step once on the user's batch `raw`, in train mode, measuring it."""
-        module = self.module(model)
+        module = training.user_module(model)
         params = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         before = [p.detach().clone() for _, p in params]
         rec = StepRecord(loss=None, returned="")
@@ -196,7 +183,7 @@ class UserStep:
         module.train()
         try:
             loss = self.fn(module, raw, optimizer)
-            rec.loss, rec.returned = _number(loss), type(loss).__name__
+            rec.loss, rec.returned = training.loss_number(loss), type(loss).__name__
         except Exception as exc:  # noqa: BLE001 - the user's step: measured, reported in one line
             rec.error, rec.where = exc.with_traceback(_without(exc.__traceback__, spy.__code__)), _where(exc)
         finally:
@@ -376,7 +363,7 @@ def check_train_step(step: UserStep, model: torch.nn.Module, indices: list[int],
     against the reference CTC, gradients cleared before the backward pass, parameters changed
     and finite; on the non-finite batch: stops, skips (a warning naming the samples) or steps."""
     start = time.perf_counter()
-    module = step.module(model)
+    module = training.user_module(model)
     optimizer = training.build_optimizer(cfg, module)
     steps = max(2, int(thresholds["train_step_steps"]))
     chunks = [indices[j : j + cfg.batch_size] for j in range(0, len(indices), cfg.batch_size)] or [indices]
