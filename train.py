@@ -83,7 +83,8 @@ def main(argv=None) -> int:
     out = Path(cfg.output_dir)
 
     # ------------------------------------------------------------------ the gate: the harness checks this configuration first
-    if not gate_passed(cfg, args.skip_gate, proc, out):
+    passed, gate_profile = gate_passed(cfg, args.skip_gate, proc, out)
+    if not passed:
         return 1
 
     # ------------------------------------------------------------------ data, model, teacher
@@ -94,7 +95,7 @@ def main(argv=None) -> int:
 
     # ------------------------------------------------------------------ loaders, optimiser, schedule (a resumed run's state)
     run = prepare_run(cfg, proc, out, data, model, model_args, teacher, args.skip_gate, ckpt)
-    run.data_profile = data_profile(cfg, data, ckpt, out, proc.master)
+    run.data_profile = data_profile(cfg, data, ckpt, out, proc.master, gate_profile)
     if proc.master and run.start_epoch == 1:
         log(first_batch(run))
     log(
@@ -169,23 +170,25 @@ def start_process(cfg: TrainConfig, args) -> Process:
 # ============================================================================ the gate
 
 
-def gate_passed(cfg: TrainConfig, skip_gate: bool, proc: Process, out: Path) -> bool:
-    """The compatibility gate runs on rank 0 and every rank follows its verdict; --skip-gate trains without it."""
+def gate_passed(cfg: TrainConfig, skip_gate: bool, proc: Process, out: Path) -> tuple[bool, dict | None]:
+    """The compatibility gate runs on rank 0 and every rank follows its verdict; --skip-gate trains
+    without it. Also the train split's data profile the gate read off its scan (rank 0; None when
+    it has none)."""
     if skip_gate:
         log("WARNING: --skip-gate: training WITHOUT the compatibility checks; this is recorded in every checkpoint", proc.master)
-        return True
-    passed = True
+        return True, None
+    passed, profile = True, None
     if proc.master:
         from harness.gate import run_gate
 
         verdict = run_gate(cfg, out)
         log(verdict.describe())
-        passed = verdict.passed
+        passed, profile = verdict.passed, verdict.data_profile
     if proc.distributed:
         flag = torch.tensor([int(passed)])
         dist.broadcast(flag, 0)
         passed = bool(flag.item())
-    return passed
+    return passed, profile
 
 
 # ============================================================================ data, model, teacher
@@ -217,11 +220,13 @@ def load_data(cfg: TrainConfig, ckpt: dict | None, out: Path, master: bool) -> t
     return data
 
 
-def data_profile(cfg: TrainConfig, data: training.DataBundle, ckpt: dict | None, out: Path, master: bool) -> dict | None:
+def data_profile(cfg: TrainConfig, data: training.DataBundle, ckpt: dict | None, out: Path, master: bool,
+                 profile: dict | None = None) -> dict | None:
     """The train split's data profile (harness/profile.py: presence, leading hand, fps, length,
-    speed, position, z scale), stored in every checkpoint and as OUTPUT_DIR/data_profile.json.
-    A resumed run compares it with the profile it began on and says when the data changed.
-    None for a user dataset without a corpus in this project's format."""
+    speed, position, z scale), stored in every checkpoint and as OUTPUT_DIR/data_profile.json:
+    `profile` (the gate's, read off its scan), else profiled here (--skip-gate, or a rank that
+    did not run the gate). A resumed run compares it with the profile it began on and says when
+    the data changed. None for a user dataset without a corpus in this project's format."""
     if data.corpus is None:
         return None
     from harness.checks.drift import check_drift
@@ -229,7 +234,8 @@ def data_profile(cfg: TrainConfig, data: training.DataBundle, ckpt: dict | None,
     from harness.profile import profile_corpus
     from harness.thresholds import resolve
 
-    profile = profile_corpus(data.corpus.dir, split="train")
+    if profile is None:
+        profile = profile_corpus(data.corpus.dir, split="train")
     before = (ckpt or {}).get("data_profile")
     if before is not None:
         changed = (before.get("samples"), before.get("frames")) != (profile.get("samples"), profile.get("frames"))

@@ -85,6 +85,9 @@ class GateResult:
     seconds: float = 0.0
     exitstatus: int = 0
     findings: list = field(default_factory=list, repr=False)  # Finding objects of this run (empty when cached)
+    # the train split's data profile (harness/profile.py) read off this run's corpus scan, kept with
+    # the cached verdict; None without a corpus in this project's format
+    data_profile: dict | None = None
 
     def describe(self) -> str:
         head = "compatibility gate: " + ("PASSED" if self.passed else "FAILED") + (" (cached verdict)" if self.cached else "") + f" in {self.seconds:.1f}s"
@@ -124,7 +127,8 @@ def run_gate(cfg: TrainConfig, out_dir, cache_dir=None, quiet: bool = True) -> G
             if src.is_file():
                 atomic_write_bytes(out_dir / name, src.read_bytes())
                 report = str(out_dir / REPORT_FILES[0]) if (out_dir / REPORT_FILES[0]).is_file() else report
-        return GateResult(d["passed"], d["failed"], d["warned"], report, True, time.perf_counter() - start, d["exitstatus"])
+        return GateResult(d["passed"], d["failed"], d["warned"], report, True, time.perf_counter() - start, d["exitstatus"],
+                          data_profile=d.get("data_profile"))
 
     import pytest
 
@@ -145,10 +149,21 @@ def run_gate(cfg: TrainConfig, out_dir, cache_dir=None, quiet: bool = True) -> G
     failed = [f.to_json() for f in run.findings if f.status == FAIL]
     warned = [f.to_json() for f in run.findings if f.status == WARN]
     passed = exitstatus == 0 and not failed
+    profile = _data_profile(run.context)
     result = GateResult(passed, failed, warned, str(report) if report.is_file() else "", False, time.perf_counter() - start, exitstatus,
-                        findings=run.findings)
+                        findings=run.findings, data_profile=profile)
     for name, dst in kept.items():
         if (out_dir / name).is_file():
             atomic_write_bytes(dst, (out_dir / name).read_bytes())
-    atomic_write_text(cached, json.dumps({"passed": passed, "failed": failed, "warned": warned, "exitstatus": exitstatus}))
+    atomic_write_text(cached, json.dumps({"passed": passed, "failed": failed, "warned": warned, "exitstatus": exitstatus, "data_profile": profile}))
     return result
+
+
+def _data_profile(ctx) -> dict | None:
+    """The train split's profile from the scan the checks made (no second pass over the files);
+    None without a context or a corpus in this project's format."""
+    if ctx is None or ctx.raw_scan is None:
+        return None
+    from harness.profile import profile_from_scan
+
+    return profile_from_scan(ctx.raw_scan, ctx.corpus.records, split="train")

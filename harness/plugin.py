@@ -18,6 +18,7 @@ from harness.findings import Finding, format_findings
 
 FINDINGS = pytest.StashKey[list]()
 PRESET = pytest.StashKey[object]()
+RUN = pytest.StashKey[object]()  # the ConfiguredRun of an in-process run
 THREADS = pytest.StashKey[int]()
 ITEM_FINDINGS = pytest.StashKey[list]()
 MARKERS = {
@@ -165,9 +166,11 @@ class ConfiguredRun:
     def __init__(self, cfg):
         self.cfg = cfg
         self.findings: list[Finding] = []
+        self.context = None  # the run's HarnessContext, once a check has built it (its scan, for the data profile)
 
     def pytest_configure(self, config):
         config.stash[PRESET] = self.cfg
+        config.stash[RUN] = self
 
     def pytest_runtest_logreport(self, report):
         if report.when == "call":
@@ -207,7 +210,11 @@ def harness(train_config, device, pytestconfig):
     """HarnessContext: data (corpus or the user's dataset), scan, vocabulary, model, transform."""
     from harness.context import HarnessContext
 
-    return HarnessContext(train_config, device, workers=pytestconfig.getoption("--scan-workers"))
+    ctx = HarnessContext(train_config, device, workers=pytestconfig.getoption("--scan-workers"))
+    run = pytestconfig.stash.get(RUN, None)
+    if run is not None:
+        run.context = ctx
+    return ctx
 
 
 @pytest.fixture(scope="session")

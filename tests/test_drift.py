@@ -232,3 +232,16 @@ def test_real_participant_split_is_other_signers_not_a_mirror(kaggle):
     f = check_drift(profile_from_scan(both, corpus.records, "train"), profile_from_scan(both, corpus.records, "new"), DEFAULTS)
     assert f.status == WARN and {"lead", "presence"} <= fired(f)
     assert "other dominant hands" in f.summary and "mirrored" not in f.summary
+
+
+def test_the_gate_profiles_the_train_split_off_its_own_scan(tmp_path):
+    """train.py stores the gate's profile, read off the scan its checks made: the same profile as
+    a pass of its own over the train split, and none without a context or a corpus."""
+    from harness.context import HarnessContext
+    from harness.gate import _data_profile
+    from model.config import TrainConfig
+
+    corpus = make_corpus(tmp_path / "c", n_train=8, n_dev=3, n_test=3)
+    ctx = HarnessContext(TrainConfig(data_dir=str(corpus), device="cpu"))
+    assert _data_profile(ctx) == profile_corpus(corpus, split="train")
+    assert _data_profile(None) is None
