@@ -248,7 +248,9 @@ class Report:
     @property
     def roots(self) -> list[Finding]:
         """The failed findings no other failure explains: where to start fixing."""
-        return [f for f in self.failed if not f.values.get("caused_by")]
+        from harness.causes import root_causes
+
+        return root_causes(self.findings)
 
     def __getitem__(self, name: str) -> Finding:
         """The finding of a check label ("padding[model]") or, for a check with one run, its name."""
