@@ -3,7 +3,7 @@
     python -m harness check   [--config FILE] [--data-dir DIR] [--only CHECK ...] [--html FILE] [--json FILE] [--all-methods] [pytest args...]
     python -m harness overfit [--config FILE] [--data-dir DIR] [--html FILE] [--json FILE] [--gpu] [pytest args...]
     python -m harness replay  FILE [--config FILE]
-    python -m harness drift   --reference REF --data DIR [--split S] [--json OUT]
+    python -m harness drift   --reference REF --data DIR [--split S] [--json OUT] [--html OUT]
 
 `check` runs the compat and smoke checks (`--only` names the checks to run, e.g. `--only contract
 model_input padding`), `overfit` the overfit run, of the configuration (the file train.py reads;
@@ -13,7 +13,9 @@ Other arguments go to pytest (e.g. `-n 2`, `-k forward`).
 
 `drift` compares a corpus (all splits, or --split) with what a model was trained on: REF is a
 profile JSON (harness/profile.py), a corpus directory (its train split) or a checkpoint .pt with a
-"data_profile" entry. Exit 0 no drift, 1 drift named, 2 bad arguments.
+"data_profile" entry. --html writes a page with a table of the feature groups (score, threshold,
+verdict, named finding) and one plot a drifted group, training vs new. Exit 0 no drift, 1 drift
+named, 2 bad arguments.
 
 `replay` re-runs a batch saved on a non-finite step (by harness.guard in the user's loop, or by
 train.py) through the model rebuilt from the configuration's model factory and the saved state

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 SKIP = "skip"  # the check does not apply to this setup; `summary` says why
@@ -20,7 +20,7 @@ class Finding:
     modality: str = ""  # offending modality, if one
     features: list = field(default_factory=list)  # offending feature names (data.layout.describe_column)
     tables: dict = field(default_factory=dict, repr=False)  # title -> {"columns": [...], "rows": [[...], ...]}
-    plots: dict = field(default_factory=dict, repr=False)  # title -> PNG bytes (report only, not JSON)
+    plots: dict = field(default_factory=dict, repr=False)  # title -> harness.plots.Plot or PNG bytes (report only, not JSON)
     seconds: float = 0.0
 
     @property
@@ -48,8 +48,7 @@ class Finding:
         return cls(**known, plots={name: b"" for name in d.get("plots", [])})
 
     def to_json(self) -> dict:
-        d = asdict(self)
-        d.pop("plots")
+        d = asdict(replace(self, plots={}))  # plots are drawn only for a report
         d["plots"] = sorted(self.plots)
         return json.loads(json.dumps(d, default=_jsonable))
 

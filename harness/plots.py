@@ -1,5 +1,6 @@
-"""The PNG plots findings carry for the HTML report (Finding.plots): matplotlib off-screen, one
-small figure each, returned as PNG bytes."""
+"""The plots findings carry for the HTML report (Finding.plots): matplotlib off-screen, one small
+figure each. A plot is drawn when its PNG is first asked for (`png_of`): every check attaches its
+plots, and only an HTML report reads them, so a run without one never pays for matplotlib."""
 from __future__ import annotations
 
 import io
@@ -28,7 +29,36 @@ def png_bytes(fig, dpi: int = 80) -> bytes:
     return buf.getvalue()
 
 
-def bar_png(labels, values, ylabel: str, log: bool = False) -> bytes:
+class Plot:
+    """A figure drawn on first use: `draw()` returns a matplotlib figure, `png()` its PNG bytes (kept)."""
+
+    __slots__ = ("_draw", "_png")
+
+    def __init__(self, draw):
+        self._draw, self._png = draw, None
+
+    def png(self) -> bytes:
+        if self._png is None:
+            self._png = png_bytes(self._draw())
+        return self._png
+
+
+def png_of(plot) -> bytes:
+    """The PNG bytes of a Finding.plots value: a Plot, or bytes already encoded."""
+    return plot.png() if isinstance(plot, Plot) else bytes(plot)
+
+
+def deferred(draw):
+    """Decorator: a function drawing a figure returns a Plot that draws it when first asked for."""
+    def plot(*args, **kwargs) -> Plot:
+        return Plot(lambda: draw(*args, **kwargs))
+
+    plot.__name__, plot.__doc__ = draw.__name__, draw.__doc__
+    return plot
+
+
+@deferred
+def bar_png(labels, values, ylabel: str, log: bool = False):
     """One bar a label (values floored at 1e-12, so a log axis can show zeros)."""
     fig, ax = new_figure((8, 3))
     ax.bar(range(len(values)), [max(v, 1e-12) for v in values])
@@ -36,10 +66,11 @@ def bar_png(labels, values, ylabel: str, log: bool = False) -> bytes:
     ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")
-    return png_bytes(fig)
+    return fig
 
 
-def curve_png(series: dict, xlabel: str, ylabel: str) -> bytes:
+@deferred
+def curve_png(series: dict, xlabel: str, ylabel: str):
     """One line a series (name -> values at x = 1, 2, ...)."""
     fig, ax = new_figure()
     for name, ys in series.items():
@@ -47,10 +78,11 @@ def curve_png(series: dict, xlabel: str, ylabel: str) -> bytes:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend()
-    return png_bytes(fig)
+    return fig
 
 
-def histogram_png(series: dict, xlabel: str) -> bytes:
+@deferred
+def histogram_png(series: dict, xlabel: str):
     """Overlaid log-count histograms of several value sets (e.g. model input by modality)."""
     fig, ax = new_figure()
     drawn = 0
@@ -66,4 +98,4 @@ def histogram_png(series: dict, xlabel: str) -> bytes:
         ax.legend()
     else:
         ax.text(0.5, 0.5, "no finite values", ha="center", va="center", transform=ax.transAxes)
-    return png_bytes(fig)
+    return fig

@@ -21,6 +21,7 @@ import re
 from typing import Callable
 
 from harness.findings import FAIL, PASS, SKIP, WARN, Finding
+from harness.plots import png_of
 
 GROUPS = (FAIL, WARN, PASS, SKIP)
 PLOTS_ATTR = "harness_plots"  # report attribute: [[check, title, base64 PNG], ...] of failed / warned findings
@@ -51,13 +52,13 @@ def row_extras(findings: list[Finding], extras) -> list:
         if f.tables:
             out.append(extras.html("<div class='finding'>" + "".join(html_table(k, v) for k, v in f.tables.items()) + "</div>"))
         for title, png in f.plots.items():
-            out.append(extras.png(base64.b64encode(png).decode(), name=f"{f.check}: {title}"))
+            out.append(extras.png(base64.b64encode(png_of(png)).decode(), name=f"{f.check}: {title}"))
     return out
 
 
 def plot_records(findings: list[Finding]) -> list:
     """The plots the summary shows (failed and warned findings), JSON-safe to cross from an xdist worker."""
-    return [[f.check, title, base64.b64encode(png).decode()] for f in findings if f.status in (FAIL, WARN)
+    return [[f.check, title, base64.b64encode(png_of(png)).decode()] for f in findings if f.status in (FAIL, WARN)
             for title, png in f.plots.items() if png]
 
 
@@ -363,3 +364,72 @@ def page(findings: list[Finding], title: str = "CSLR harness report") -> str:
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{esc(title)}</title>"
             "<style>body{font-family:sans-serif;margin:16px}pre{white-space:pre-wrap;font-size:12px;background:#f7f7f7;padding:6px}</style>"
             f"</head><body><h1>{esc(title)}</h1>{body}{more}</body></html>\n")
+
+
+# ----------------------------------------------------------------------------- drift (python -m harness drift --html)
+
+
+DRIFT_STYLE = """
+#harness-drift{color:#222;font-size:13px;max-width:1400px}
+#harness-drift .verdict{padding:8px 12px;border-radius:4px;border:1px solid;margin:6px 0 10px;font-size:14px;line-height:1.45}
+#harness-drift .verdict.warn{background:#fff6e0;border-color:#e8cf8f}
+#harness-drift .verdict.pass{background:#e8f5ec;border-color:#9fd0ad}
+#harness-drift .verdict.skip{background:#f2f2f2;border-color:#ccc}
+#harness-drift .verdict .word{font-weight:bold;font-size:18px;margin-right:10px}
+#harness-drift table.drift{border-collapse:collapse;width:100%}
+#harness-drift table.drift th{text-align:left;background:#f0f0f0;padding:4px 6px;border-bottom:2px solid #ccc}
+#harness-drift table.drift td{padding:4px 6px;border-bottom:1px solid #e4e4e4;vertical-align:top}
+#harness-drift td.group,#harness-drift td.score,#harness-drift td.threshold{font-family:monospace;font-size:12px;white-space:nowrap}
+#harness-drift tr.v-drift{background:#fffbef}
+#harness-drift tr.v-drift td.group{font-weight:bold}
+#harness-drift tr.v-info td,#harness-drift tr.v-skipped td,#harness-drift tr.v-n\\/a td{color:#777}
+#harness-drift .pill{display:inline-block;min-width:44px;text-align:center;border-radius:3px;padding:1px 5px;font-weight:bold;font-size:11px;text-transform:uppercase;color:#fff;background:#9e9e9e}
+#harness-drift .pill.drift{background:#e0a000}
+#harness-drift .pill.ok{background:#2e7d32}
+#harness-drift .pill.beyond{background:#b08d57}
+#harness-drift figure{display:inline-block;margin:0 14px 10px 0;vertical-align:top}
+#harness-drift figure img{max-height:260px;border:1px solid #ddd}
+#harness-drift figcaption{font-size:12px;color:#444}
+#harness-drift h3{font-size:14px;margin:14px 0 6px}
+"""
+
+
+def _score_text(v) -> str:
+    return "-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def drift_section(finding: Finding, reference: str = "", data: str = "") -> str:
+    """The drift section of a report (harness/checks/drift.py: check_drift): the verdict, one row a
+    feature group (measure, score, threshold, verdict, named finding with its fix), then one plot a
+    drifted group (training vs new, the finding's PNGs, titled "<group>: ...") inline as base64."""
+    samples = finding.values.get("samples", {})
+    word = {WARN: "DRIFT", PASS: "NO DRIFT"}.get(finding.status, "NOT COMPARED")
+    where = (f"{samples.get('new', '?')} new samples" + (f" ({esc(data)})" if data else "")
+             + f" vs {samples.get('reference', '?')} in training" + (f" ({esc(reference)})" if reference else ""))
+    fired = finding.values.get("fired", [])
+    text = "".join(f"<div>{esc(f['text'])}; <b>fix:</b> {esc(f['fix'])}</div>" for f in fired) or f"<div>{esc(finding.summary)}</div>"
+    parts = ["<h2>Drift: new data vs what the model was trained on</h2>",
+             f"<div class='verdict {esc(finding.status)}'><span class='word'>{word}</span>{where}{text}</div>"]
+    rows = finding.values.get("rows", [])
+    if rows:
+        body = "".join(
+            f"<tr class='v-{esc(r['verdict'])}'><td class='group'>{esc(r['group'])}</td><td>{esc(r['measure'])}</td>"
+            f"<td class='score'>{esc(_score_text(r['score']))}</td><td class='threshold'>{esc(r['threshold'])}</td>"
+            f"<td><span class='pill {esc(r['verdict'])}'>{esc(r['verdict'])}</span></td><td>{esc(r['finding'])}</td></tr>"
+            for r in rows)
+        parts.append("<table class='drift'><thead><tr><th>group</th><th>measure</th><th>score</th><th>threshold</th>"
+                     f"<th>verdict</th><th>named finding</th></tr></thead><tbody>{body}</tbody></table>")
+    figures = "".join(
+        f"<figure data-group='{esc(title.split(':')[0])}'><img src='data:image/png;base64,{base64.b64encode(png_of(png)).decode()}' alt='{esc(title)}'/>"
+        f"<figcaption>{esc(title)}</figcaption></figure>"
+        for title, png in finding.plots.items() if png)
+    if figures:
+        parts.append(f"<h3>The drifted groups, training vs new</h3>{figures}")
+    return f"<section id='harness-drift'><style>{DRIFT_STYLE}</style>{''.join(parts)}</section>"
+
+
+def drift_page(finding: Finding, reference: str = "", data: str = "", title: str = "CSLR drift report") -> str:
+    """A self-contained HTML page holding the drift section (python -m harness drift --html)."""
+    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{esc(title)}</title>"
+            "<style>body{font-family:sans-serif;margin:16px}</style>"
+            f"</head><body><h1>{esc(title)}</h1>{drift_section(finding, reference, data)}</body></html>\n")

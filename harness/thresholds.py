@@ -5,6 +5,8 @@ Override any of them in the training configuration's `thresholds` table; the che
 """
 from __future__ import annotations
 
+from data.drift import DEFAULTS as DRIFT_DEFAULTS
+
 DEFAULTS = {
     # MediaPipe x/y are normalised to the image (0..1). Pose points below the frame reach ~3
     # (legs of an upper-body shot); values beyond this are pixel coordinates stored by mistake.
@@ -109,34 +111,9 @@ DEFAULTS = {
     "min_frames": 4,
     # share of a modality missing above which the check warns
     "missing_warn_fraction": 0.5,
-    # drift of new data against a model's training profile (harness/checks/drift.py; warn only).
-    # Set from real data: the 42 Kaggle clips re-split at random (30 reference, 12 new, the same
-    # signers; seeds 0-9), as plain and as a right-handed population (left-led clips mirrored);
-    # max over the 10 seeds -> threshold, and the smallest score of the synthetic drift it names:
-    #   hands' presence ratio (both hands, new / ref)  0.78..1.36       -> outside 0.65..1/0.65  (60% hand dropout: <= 0.55)
-    #   one hand's presence difference                 0.23             -> 0.3
-    #   right-led share difference (handedness)        0.14 (plain)     -> 0.5  (mirror of a right-handed population: 1.0;
-    #                                                                            Kaggle itself is ~50/50: its mirror is 0.14..0.27, not named)
-    #   inferred frame-rate factor sqrt(length/speed)  1/1.29..1.11     -> outside 1/1.5..1.5 (frames repeated twice: >= 1.75)
-    #   declared fps ratio: exact numbers, any resampling matters      -> outside 1/1.1..1.1
-    #   z scale ratio (median per-sample max |z|)      1.18             -> outside 1/5..5 (z x250: >= 212)
-    #   signer position PSI (5 quantile bins)          0.75             -> 1.0 (shifted 0.25 of the frame: 2.13, the 12-sample maximum)
-    # PSI and rates on 12 samples are noisy; larger new sets sit further below these.
-    # Fewer samples than drift_min_samples on either side: skipped; handedness needs
-    # drift_min_led samples led by one hand on each side.
-    "drift_min_samples": 8,
-    "drift_min_led": 5,
-    "drift_presence": 0.3,
-    "drift_presence_ratio": 0.65,
-    "drift_handedness": 0.5,
-    # a handedness drift reads as "mirrored camera" only when one hand leads at least this share of
-    # the samples on both sides, the other hand on each (Kaggle's real participant split: right-led
-    # 47% in train, 100% in dev + test: other signers, not a mirror)
-    "drift_dominant_share": 0.75,
-    "drift_fps_ratio": 1.1,
-    "drift_tempo_ratio": 1.5,
-    "drift_z_ratio": 5.0,
-    "drift_position_psi": 1.0,
+    # drift of new data against a model's training profile (harness/checks/drift.py; warn only):
+    # data/drift.py holds the values and how each was set from real data
+    **DRIFT_DEFAULTS,
 }
 
 

@@ -13,6 +13,14 @@ checkpoint, split and decoder the WER is the number train.py printed:
     --beam_width 1 --split dev   the epoch lines (greedy); best.pt is the epoch of the lowest one
     default (the config's beam)  the closing "dev WER" / "test WER" lines of train.py (beam 5)
 
+Before it scores, the split is compared with what the model was trained on (the checkpoint's
+data_profile, data/drift.py): each named drift is one line with its fix ("drift: fps 50 vs 25
+in training; fix: resample to 25 fps ..."), or one line saying there is none; nothing for a
+checkpoint without a profile (saved before profiles were recorded, or trained on a user
+dataset). A split of drift_min_samples samples or more is compared as a corpus (distributions
+too), a smaller one on what few samples can show (fps, z units, hands detected, leading hand).
+--no-drift turns it off.
+
 The PHOENIX clean-up follows train.py's rule: the configuration's phoenix_cleanup, else on for
 corpora whose corpus.json names a "phoenix..." dataset. References and hypotheses in the
 per-sample CSV are the scored (cleaned-up, if on) gloss sequences.
@@ -37,6 +45,7 @@ from pathlib import Path
 import torch
 
 from data.corpus import atomic_write_text
+from data.drift import NONE, SKIPPED, Drift
 from model.checkpoint import Trained, UsageError, build_eval_data, load_trained, resolve_device, set_threads
 from model.config import TrainConfig
 from model.decode import decoder_label
@@ -183,6 +192,34 @@ def report(ev: Evaluation, top: int = 10) -> str:
     return "\n".join(lines)
 
 
+# ============================================================================ drift
+
+
+def split_drift(trained: Trained, data, split: str) -> Drift | None:
+    """The split against the checkpoint's data profile (data/drift.py: compare, corpus mode from
+    drift_min_samples samples, else sample mode), thresholds overridden by the checkpoint's
+    configuration. None when the checkpoint carries no profile or the data is no corpus; ValueError
+    naming the checkpoint when its profile does not read."""
+    from data.drift import compare, resolve
+    from data.profile import HAND_LEAD, checkpoint_profile, profile_records
+
+    reference = checkpoint_profile(trained.path)
+    if reference is None or data.corpus is None:
+        return None
+    records = [r for r in data.corpus.records if r.split == split]
+    new = profile_records(data.corpus, records, split, hand_lead=reference.get("lead", {}).get("hand_lead", HAND_LEAD))
+    return compare(reference, new, resolve(trained.cfg.thresholds), mode="auto", normalize=trained.cfg.normalize)
+
+
+def drift_lines(drift: Drift, split: str) -> list[str]:
+    """What evaluate prints of a drift before the WER: one line a named drift with its fix, or one line."""
+    if drift.status == SKIPPED:
+        return [f"drift: not compared ({drift.reason})"]
+    if drift.status == NONE:
+        return [f"drift: none against the training data ({drift.samples['new']} {split} samples vs {drift.samples['reference']} in training)"]
+    return drift.lines()
+
+
 # ============================================================================ command line
 
 
@@ -199,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, metavar="FILE.csv", help="write id, reference, hypothesis, errors (S, D, I) of every sample")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--no-drift", "--no_drift", dest="no_drift", action="store_true",
+                   help="do not compare the split with the checkpoint's data profile before scoring")
     return p
 
 
@@ -213,6 +252,14 @@ def main(argv=None) -> int:
         print(f"checkpoint {trained.path}: {trained.describe()}")
         cfg, data = build_eval_data(trained, args.data_dir)
         beam = args.beam_width if args.beam_width is not None else cfg.beam_width
+        if not args.no_drift and args.split in data.splits:
+            try:
+                drift = split_drift(trained, data, args.split)
+            except ValueError as exc:  # an unreadable profile costs the comparison, not the evaluation
+                print(f"drift: not compared ({exc})")
+            else:
+                for line in drift_lines(drift, args.split) if drift is not None else []:
+                    print(line)
         ev = evaluate_split(trained, data, cfg, args.split, beam, device)
         source = data.source
         print(f"data {source}, split {args.split}: {ev.wer.n_sentences} sentences; PHOENIX clean-up {'on' if ev.phoenix_cleanup else 'off'}")

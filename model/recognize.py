@@ -11,6 +11,15 @@ through `python -m data.convert pose`'s reader. The landmarks then take the data
 checkpoint's method, statistics, std floor and clip; the checkpoint's modalities) and the
 configured batch_transform, so the model sees what it saw in evaluation.
 
+Before the model runs, each input is compared with what the model was trained on (the
+checkpoint's data_profile, data/drift.py in its sample mode): what one sample can show, its
+declared frame rate (a video's or .pose file's fps against training's), z in other units, no
+hand detected in any frame, the other leading hand than a one-handed training population's. A
+named drift is printed under the input's first line, one line with its fix, before the glosses,
+and kept in the JSON as "drift"; the distribution groups (length, speed, position) need more
+samples and are left out without a word (listed in the JSON's "drift"."not_judged").
+--no-drift turns it off.
+
 Decoding is greedy (the CTC best path). Each gloss's span is the run of output frames whose
 argmax is that gloss, mapped back to input frames through the model's temporal stride s
 (from model.output_lengths; 4 for the I3D teacher): output frame k covers input frames
@@ -22,7 +31,9 @@ probability over its span.
 JSON (--out): a list, one object a input:
     {"input", "kind", "frames", "fps", "glosses", "text", "segments": [{"gloss", "start_frame",
      "end_frame", "start_s", "end_s", "confidence"}], "score", "score_per_frame", "decoder",
-     "stride", "extract_seconds", "model_seconds"}
+     "stride", "extract_seconds", "model_seconds", "drift": {"status": "drift" | "none" | "skipped",
+     "findings": [{"group", "score", "text", "fix"}], "not_judged": [...]}}
+("drift" only when the checkpoint carries a data profile and --no-drift is not given.)
 An input that cannot be read is {"input", "error"} there, an error line on stderr, and exit 2.
 No live camera mode.
 """
@@ -198,15 +209,33 @@ def recognize_landmarks(trained: Trained, marks: Landmarks, name: str = "", devi
     )
 
 
-def recognize_path(trained: Trained, path, model_complexity: int = 1, device=None) -> Recognition:
+def input_drift(reference: dict, marks: Landmarks, thresholds: dict | None = None, normalize: str | None = None) -> dict:
+    """One input against the training profile (data.drift.compare, sample mode) as the JSON's "drift"."""
+    from data.drift import compare
+    from data.profile import HAND_LEAD, profile_sample
+
+    hand_lead = reference.get("lead", {}).get("hand_lead", HAND_LEAD)
+    d = compare(reference, profile_sample(marks.raw, marks.fps, hand_lead), thresholds, mode="sample", normalize=normalize)
+    return {"status": d.status, "findings": d.fired, "not_judged": d.not_judged()}
+
+
+def recognize_path(trained: Trained, path, model_complexity: int = 1, device=None, reference: dict | None = None) -> Recognition:
+    """One input recognized; with `reference` (the checkpoint's data profile) compared with it first."""
+    from data.drift import resolve
+
     marks = read_input(path, model_complexity)
-    return recognize_landmarks(trained, marks, str(path), device)
+    drift = input_drift(reference, marks, resolve(trained.cfg.thresholds), trained.cfg.normalize) if reference is not None else None
+    rec = recognize_landmarks(trained, marks, str(path), device)
+    if drift is not None:
+        rec.extra["drift"] = drift
+    return rec
 
 
 def describe(rec: Recognition) -> str:
     duration = f" ({rec.frames / rec.fps:.2f} s at {rec.fps:.1f} fps)" if rec.fps else ""
     lines = [
         f"{rec.input}: {rec.kind}, {rec.frames} frames{duration}; extraction {rec.extract_seconds:.2f} s, model {rec.model_seconds:.2f} s",
+        *(f"  drift: {f['text']}; fix: {f['fix']}" for f in rec.extra.get("drift", {}).get("findings", [])),
         f"  glosses: {rec.text or '(none: every output frame is blank)'}   score {rec.score:.3f} (log P of the greedy path)",
     ]
     for s in rec.segments:
@@ -230,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MediaPipe Holistic model for videos and frames (default 1, as data.extract)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--no-drift", "--no_drift", dest="no_drift", action="store_true",
+                   help="do not compare the inputs with the checkpoint's data profile")
     return p
 
 
@@ -239,6 +270,14 @@ def main(argv=None) -> int:
         set_threads(args.threads)
         device = resolve_device(args.device)
         trained = load_trained(args.checkpoint)
+        reference = None
+        if not args.no_drift:
+            from data.profile import checkpoint_profile
+
+            try:
+                reference = checkpoint_profile(trained.path)
+            except ValueError as exc:  # an unreadable profile costs the comparison, not the recognition
+                print(f"drift: not compared ({exc})")
         missing = [p for p in args.inputs if not p.exists()]
         if missing:
             raise UsageError(f"{missing[0]}: no such file or folder" + (f" (and {len(missing) - 1} more missing inputs)" if len(missing) > 1 else ""))
@@ -248,7 +287,7 @@ def main(argv=None) -> int:
     results, failed = [], 0
     for path in args.inputs:
         try:
-            rec = recognize_path(trained, path, args.model_complexity, device)
+            rec = recognize_path(trained, path, args.model_complexity, device, reference)
         except UsageError as exc:
             print(f"error: {exc}", file=sys.stderr)
             results.append({"input": str(path), "error": str(exc)})

@@ -245,3 +245,253 @@ def test_the_gate_profiles_the_train_split_off_its_own_scan(tmp_path):
     ctx = HarnessContext(TrainConfig(data_dir=str(corpus), device="cpu"))
     assert _data_profile(ctx) == profile_corpus(corpus, split="train")
     assert _data_profile(None) is None
+
+
+# ----------------------------------------------------------------------------- data/ profile and comparison (no harness)
+
+
+def test_the_data_profile_is_the_harness_scans(tmp_path):
+    """data.profile measures each file itself (the model commands' path); the harness reads the
+    same measurements off its corpus scan: one profile, float16 and [T, 6516] files included."""
+    from data.profile import profile_corpus as data_profile_corpus
+    from data.temporal import temporal_features
+
+    corpus = make_corpus(tmp_path / "c", n_train=6, n_dev=3, n_test=0)
+    recs = Corpus(corpus).records
+    raw = np.asarray(load_features(corpus / recs[0].path), dtype=np.float32)
+    atomic_save_npy(corpus / recs[0].path, raw.astype(np.float16))
+    raw = np.asarray(load_features(corpus / recs[1].path), dtype=np.float32)
+    atomic_save_npy(corpus / recs[1].path, np.concatenate([raw, np.nan_to_num(temporal_features(raw))], axis=1))
+    for split in ("train", "dev", None):
+        ours, scanned = flat(data_profile_corpus(corpus, split)), flat(profile_corpus(corpus, split))
+        assert ours.keys() == scanned.keys()
+        for key, value in ours.items():  # float32 sums taken in another order may differ in the last bits
+            assert value == (pytest.approx(scanned[key], rel=1e-5) if isinstance(value, float) else scanned[key]), key
+
+
+def flat(d, prefix="") -> dict:
+    """A nested profile as {"a.b.0": value}."""
+    items = d.items() if isinstance(d, dict) else enumerate(d) if isinstance(d, list) else None
+    if items is None:
+        return {prefix: d}
+    return {k: v for key, value in items for k, v in flat(value, f"{prefix}.{key}" if prefix else str(key)).items()}
+
+
+def test_the_drift_thresholds_are_the_harness_ones():
+    from data import drift, profile
+
+    assert {k: DEFAULTS[k] for k in drift.DEFAULTS} == drift.DEFAULTS
+    assert sorted(k for k in DEFAULTS if k.startswith("drift_")) == sorted(drift.DEFAULTS)
+    assert (profile.HAND_LEAD, profile.MAX_ABS_COORDINATE, profile.MAX_ABS_Z) == (DEFAULTS["shift_hand_lead"], DEFAULTS["max_abs_coordinate"], DEFAULTS["max_abs_z"])
+
+
+def no_hands(raw, rng):  # a video where MediaPipe never finds a hand
+    out = np.array(raw, dtype=np.float32)
+    out[:, LAYOUT.hands] = np.nan
+    return out
+
+
+@pytest.mark.real_data
+def test_one_sample_against_a_training_profile(kaggle):
+    """The sample mode (model.recognize): each real clip alone against the profile of all of
+    them names nothing; z x250 names z, a clip without hands names presence, a mirrored clip of a
+    right-handed population names the leading hand, each by its own finding only."""
+    from data.drift import compare
+    from data.profile import profile_sample
+
+    rng = np.random.default_rng(0)
+    for population, drift, expected in (("plain", None, set()), ("right_handed", None, set()), ("plain", z_units, {"z"}),
+                                        ("plain", no_hands, {"presence"}), ("right_handed", mirrored, {"lead"})):
+        corpus = Corpus(kaggle[population])
+        reference = profile_corpus(kaggle[population])
+        named = []
+        for rec in corpus.records:
+            raw = load_features(corpus.file(rec))
+            d = compare(reference, profile_sample(raw if drift is None else drift(raw, rng)), DEFAULTS, mode="sample")
+            assert d.mode == "sample" and {f["group"] for f in d.fired} <= expected, (population, rec.id, d.summary)
+            assert "position" in d.not_judged() and all(f["fix"] for f in d.fired)
+            named.append(bool(d.fired))
+        if expected == {"lead"}:  # the clips a hand leads (the rest move both hands alike)
+            assert sum(named) >= reference["lead"]["led_samples"] * 0.9, sum(named)
+        elif expected:
+            assert all(named)
+
+
+@pytest.mark.real_data
+def test_the_fix_knows_a_body_centred_model(kaggle, tmp_path):
+    from data.drift import compare
+
+    ref, new = resplit(kaggle["plain"], 0, elsewhere, tmp_path)
+    (plain,) = compare(ref, new, DEFAULTS, mode="corpus").fired
+    (body,) = compare(ref, new, DEFAULTS, mode="corpus", normalize="body").fired
+    assert plain["text"] == body["text"] and plain["fix"].startswith("body-centred normalization")
+    assert body["fix"].startswith("the model's body-centred input (normalize = \"body\") already drops the place in the frame")
+
+
+def test_sample_mode_declared_fps():
+    from data.drift import compare
+    from data.profile import measure_sample, profile_of, profile_sample
+    from tests.corpus_factory import random_raw
+
+    rng = np.random.default_rng(1)
+    raws = [random_raw(rng, 30) for _ in range(10)]
+    reference = profile_of([measure_sample(r, f"s{i}") for i, r in enumerate(raws)], {f"s{i}": 25.0 for i in range(10)}, "train")
+    d = compare(reference, profile_sample(raws[0], fps=60.0), mode="sample")
+    assert d.lines() == ["drift: fps 60 vs 25 in training; fix: resample to 25 fps (data.augment.resample)"]
+    assert compare(reference, profile_sample(raws[0], fps=25.0), mode="sample").status == "none"
+    assert compare(reference, profile_sample(raws[0]), mode="sample").status == "none"  # no frame rate declared: not judged
+    few = compare(profile_of([measure_sample(raws[0], "a")], {}, "train"), profile_sample(raws[0]), mode="sample")
+    assert few.status == "skipped" and "too few samples in the training profile" in few.reason
+
+
+# ----------------------------------------------------------------------------- the HTML report
+
+
+def _z_and_fps(corpus: Path, split: str = "dev") -> None:
+    """The split's z in other units (x250) and declared at 50 fps: two drifted groups."""
+    recs = []
+    for rec in Corpus(corpus).records:
+        if rec.split == split:
+            atomic_save_npy(corpus / rec.path, z_units(load_features(corpus / rec.path), None))
+            rec = dataclasses.replace(rec, fps=50.0)
+        recs.append(rec)
+    write_manifest(corpus, recs)
+
+
+def test_cli_html_has_the_drift_section_and_a_plot_per_drifted_group(tmp_path, capsys):
+    import re
+
+    from harness.__main__ import main
+
+    corpus = make_corpus(tmp_path / "c", n_train=10, n_dev=10, n_test=0)
+    same = tmp_path / "same.html"
+    assert main(["drift", "--reference", str(corpus), "--data", str(corpus), "--split", "dev", "--html", str(same)]) == 0
+    page = same.read_text()
+    assert "id='harness-drift'" in page and "NO DRIFT" in page and "<img" not in page
+    _z_and_fps(corpus)
+    out = tmp_path / "drift.html"
+    assert main(["drift", "--reference", str(corpus), "--data", str(corpus), "--split", "dev", "--html", str(out)]) == 1
+    assert f"report: {out}" in capsys.readouterr().out
+    page = out.read_text()
+    table = page[page.index("<table class='drift'>"):page.index("</table>")]
+    for header in ("group", "score", "threshold", "verdict", "named finding"):
+        assert f"<th>{header}</th>" in table
+    assert table.count("<span class='pill drift'>") == 2 and "fps 50 vs 25 in training; fix: resample to 25 fps" in table
+    assert "x the training scale: other units" in table
+    assert len(re.findall(r"<img src='data:image/png;base64,[A-Za-z0-9+/=]{200,}'", page)) == 2
+    assert set(re.findall(r"<figure data-group='(\w+)'>", page)) == {"fps", "z"}
+    assert main(["drift", "--reference", str(corpus), "--data", str(corpus), "--html", str(tmp_path / "no" / "such" / "dir.html")]) == 2
+    assert "--html" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- model.evaluate and model.recognize
+
+
+def write_checkpoint(path: Path, corpus: Path, data_profile: dict | None) -> Path:
+    """An untrained i3d_tiny checkpoint of the shape train.py writes, with the given data profile:
+    what drift needs of a checkpoint, without a training run."""
+    import torch
+
+    from data.dataset import Vocabulary
+    from data.layout import input_dim
+    from model import training
+    from model.config import TrainConfig
+
+    cfg = TrainConfig(model="i3d_tiny", data_dir=str(corpus), batch_size=4)
+    vocab = Vocabulary.from_records(Corpus(corpus).records)
+    torch.manual_seed(0)
+    model = training.build_model(cfg, len(vocab))
+    torch.save({"model_name": cfg.model, "model_args": training.model_args(cfg, model, len(vocab), input_dim(cfg.modalities)),
+                "model": model.state_dict(), "vocab": vocab.to_list(), "config": cfg.to_dict(), "norm_stats": None,
+                "data_profile": data_profile}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A corpus (10 train, 10 dev), a checkpoint carrying its train profile, one without, and a
+    copy of the corpus whose dev split has z in other units and 50 fps."""
+    import shutil
+    from types import SimpleNamespace
+
+    root = tmp_path_factory.mktemp("drift_use")
+    corpus = make_corpus(root / "corpus", n_train=10, n_dev=10, n_test=0)
+    drifted = shutil.copytree(corpus, root / "drifted")
+    _z_and_fps(drifted)
+    return SimpleNamespace(root=root, corpus=corpus, drifted=drifted, ckpt=write_checkpoint(root / "ckpt.pt", corpus, profile_corpus(corpus, "train")),
+                           bare=write_checkpoint(root / "bare.pt", corpus, None))
+
+
+def call(main, argv, capsys):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def drift_lines(text: str) -> list[str]:
+    return [ln.strip() for ln in text.splitlines() if ln.strip().startswith("drift:")]
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_evaluate_names_drift_before_the_wer(trained, capsys):
+    from model import evaluate
+
+    code, out, err = call(evaluate.main, [trained.ckpt, "--split", "dev", "--beam_width", 1], capsys)
+    assert code == 0, err
+    assert drift_lines(out) == ["drift: none against the training data (10 dev samples vs 10 in training)"]
+    code, out, err = call(evaluate.main, [trained.ckpt, "--split", "dev", "--beam_width", 1, "--data_dir", trained.drifted], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    named = [i for i, ln in enumerate(lines) if ln.startswith("drift:")]
+    assert len(named) == 2, out
+    assert lines[named[0]] == "drift: fps 50 vs 25 in training; fix: resample to 25 fps (data.augment.resample)"
+    assert lines[named[1]].startswith("drift: z ") and "x the training scale: other units; fix: convert z to MediaPipe's units" in lines[named[1]]
+    assert max(named) < next(i for i, ln in enumerate(lines) if ln.startswith("dev WER "))  # before the score
+    code, out, _ = call(evaluate.main, [trained.ckpt, "--split", "dev", "--beam_width", 1, "--data_dir", trained.drifted, "--no-drift"], capsys)
+    assert code == 0 and not drift_lines(out) and "dev WER " in out
+    code, out, _ = call(evaluate.main, [trained.bare, "--split", "dev", "--beam_width", 1, "--data_dir", trained.drifted], capsys)
+    assert code == 0 and not drift_lines(out)  # a checkpoint without a profile: nothing to compare with
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_recognize_names_what_one_input_shows(trained, tmp_path, capsys):
+    from data.convert import export_pose
+    from model import recognize
+
+    plain, z = trained.corpus / "features" / "dev001.npy", trained.drifted / "features" / "dev001.npy"
+    pose = export_pose(trained.corpus, "dev002", tmp_path / "dev002.pose", fps=60.0)
+    out = tmp_path / "rec.json"
+    code, text, err = call(recognize.main, [trained.ckpt, plain, z, pose, "--out", out], capsys)
+    assert code == 0, err
+    named = drift_lines(text)
+    assert len(named) == 2 and named[0].startswith("drift: z ") and "x the training scale: other units; fix: convert z to MediaPipe's units" in named[0], text
+    assert named[1] == "drift: fps 60 vs 25 in training; fix: resample to 25 fps (data.augment.resample)"
+    lines = text.splitlines()
+    for name, kind in ((z, "z"), (pose, "fps")):  # under the input's first line, before its glosses
+        head = lines.index(next(ln for ln in lines if ln.startswith(f"{name}: ")))
+        assert lines[head + 1].startswith(f"  drift: {kind}") and lines[head + 2].startswith("  glosses:")
+    results = json.loads(out.read_text())
+    assert [r["drift"]["status"] for r in results] == ["none", "drift", "drift"]
+    assert [[f["group"] for f in r["drift"]["findings"]] for r in results] == [[], ["z"], ["fps"]]
+    assert {"length", "speed", "position"} <= set(results[0]["drift"]["not_judged"])
+    code, text, _ = call(recognize.main, [trained.ckpt, z, pose, "--out", out, "--no-drift"], capsys)
+    assert code == 0 and not drift_lines(text) and all("drift" not in r for r in json.loads(out.read_text()))
+    code, text, _ = call(recognize.main, [trained.bare, z, "--out", out], capsys)
+    assert code == 0 and not drift_lines(text) and "drift" not in json.loads(out.read_text())[0]
+
+
+def test_the_model_commands_drift_without_the_harness(trained, tmp_path):
+    """model/ and data/ never import harness/: evaluate and recognize name a drift with neither
+    the harness nor matplotlib loaded."""
+    code = (
+        "import sys\n"
+        "from model import evaluate, recognize\n"
+        f"assert evaluate.main([{str(trained.ckpt)!r}, '--split', 'dev', '--beam_width', '1', '--threads', '1', '--data_dir', {str(trained.drifted)!r}]) == 0\n"
+        f"assert recognize.main([{str(trained.ckpt)!r}, {str(trained.drifted / 'features' / 'dev000.npy')!r}, '--threads', '1']) == 0\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('harness', 'matplotlib', 'pytest'))\n"
+        "assert not loaded, loaded\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert p.stdout.count("drift: z ") == 2 and "drift: fps 50 vs 25 in training" in p.stdout
