@@ -2,58 +2,25 @@
 fails `python -m harness check` with the real cause, and the fix passes.
 
 Each command runs as a subprocess with the working directory outside the repository (and once
-from the project root with the relative path), as a user would run it. The three runs start
-together and the tests read their results.
+from the project root with the relative path), as a user would run it: the runs of
+tests/incident_runs.py, shared with tests/test_report.py.
 """
 from __future__ import annotations
 
 import csv
-import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "incident"
-TIMEOUT = 600
+from tests.incident_runs import EXAMPLE, incident_runs
+
 pytestmark = pytest.mark.slow  # three harness runs: ~40 s on 2 cores (11-13 s each alone)
-
-
-def _start(config, cwd: Path, out_dir: Path, name: str, json_out: bool = True):
-    cmd = [sys.executable, "-m", "harness", "check", "--config", str(config)]
-    if json_out:
-        cmd += ["--json", str(out_dir / f"{name}.json")]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))  # the project, not the example: its modules come from the config's directory
-    log = open(out_dir / f"{name}.log", "w", encoding="utf-8")
-    return subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env), log
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    outside = tmp_path_factory.mktemp("incident")  # cwd outside the repository
-    assert not outside.resolve().is_relative_to(ROOT)
-    procs = {
-        "broken": _start(EXAMPLE / "harness.toml", outside, outside, "broken"),
-        "fixed": _start(EXAMPLE / "fixed.toml", outside, outside, "fixed"),
-        "relative": _start(Path("examples/incident/harness.toml"), ROOT, outside, "relative", json_out=False),
-    }
-    results = {}
-    for name, (proc, log) in procs.items():
-        try:
-            rc = proc.wait(timeout=TIMEOUT)
-        finally:
-            log.close()
-            if proc.poll() is None:
-                proc.kill()
-        text = (outside / f"{name}.log").read_text(encoding="utf-8")
-        path = outside / f"{name}.json"
-        findings = {f["check"]: f for f in json.loads(path.read_text())["findings"]} if path.is_file() else {}
-        results[name] = {"rc": rc, "out": text, "findings": findings}
-    return results
+    """broken / fixed from outside the repository, xdist with the relative path from the project root (tests/incident_runs.py)."""
+    return incident_runs(tmp_path_factory)
 
 
 def _split_ids() -> dict[str, set[str]]:
@@ -162,6 +129,6 @@ def test_a_std_floor_alone_fails_on_the_dev_samples_it_divides_by_the_floor():
 
 
 def test_relative_config_path_from_the_project_root(runs):
-    r = runs["relative"]
+    r = runs["xdist"]  # the relative path, from the project root
     assert r["rc"] == 1, r["out"][-3000:]
     assert "FAIL model_input:" in r["out"] and "dataset.feature_std is 0 at" in r["out"]

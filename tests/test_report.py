@@ -5,16 +5,13 @@ rows show a finding's message instead of the traceback of its assert. Built on t
 so the same under pytest-xdist.
 
 The example of examples/incident runs as `python -m harness check --html` three times at once
-(subprocesses, working directory outside the repository): the reported configuration (fails),
-the same with `-n 2` (a subset of its checks: a root cause, a failure it causes, a pass, a skip)
-and the fixed one (passes). The rendering itself is also tested on finding dicts directly.
+(subprocesses; tests/incident_runs.py): the reported configuration (fails), the same with `-n 2`
+(a subset of its checks: a root cause, a failure it causes, a pass, a skip) and the fixed one
+(passes). The rendering itself is also tested on finding dicts directly.
 """
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -22,11 +19,8 @@ import pytest
 
 from harness.findings import Finding
 from harness.report import HtmlSummary, order_findings, render_summary, replace_log
+from tests.incident_runs import incident_runs
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "incident"
-TIMEOUT = 600
-SUBSET = "contract or clean_features or model_input or forward"  # a root cause, a failure it causes, a pass, a skip
 NOT_A_FINDING = ("AssertionError", "Traceback", "assert False", "where False")
 
 
@@ -128,35 +122,15 @@ def logs(report: ReportParser) -> dict[str, str]:
 # ----------------------------------------------------------------------------- the three runs
 
 
-def _start(config: Path, out: Path, name: str, *extra: str):
-    cmd = [sys.executable, "-m", "harness", "check", "--config", str(config), "--html", str(out / f"{name}.html"),
-           "--json", str(out / f"{name}.json"), *extra]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="250")  # wide enough for the short summary's messages
-    log = open(out / f"{name}.log", "w", encoding="utf-8")
-    return subprocess.Popen(cmd, cwd=out, stdout=log, stderr=subprocess.STDOUT, text=True, env=env), log
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("report")
-    procs = {
-        "failing": _start(EXAMPLE / "harness.toml", out, "failing"),
-        "xdist": _start(EXAMPLE / "harness.toml", out, "xdist", "-n", "2", "-k", SUBSET),
-        "passing": _start(EXAMPLE / "fixed.toml", out, "passing"),
-    }
+    """failing (harness.toml), xdist (the same with -n 2, a subset) and passing (fixed.toml): the
+    runs of tests/incident_runs.py, shared with tests/test_example_incident.py."""
     results = {}
-    for name, (proc, log) in procs.items():
-        try:
-            rc = proc.wait(timeout=TIMEOUT)
-        finally:
-            log.close()
-            if proc.poll() is None:
-                proc.kill()
-        text = (out / f"{name}.log").read_text(encoding="utf-8")
-        html_path, json_path = out / f"{name}.html", out / f"{name}.json"
-        assert html_path.is_file() and json_path.is_file(), f"{name}: exit {rc}\n{text[-3000:]}"
-        findings = {f["check"]: f for f in json.loads(json_path.read_text())["findings"]}
-        results[name] = {"rc": rc, "out": text, "report": parse(html_path), "findings": findings}
+    for name, run in (("failing", "broken"), ("xdist", "xdist"), ("passing", "fixed")):
+        r = incident_runs(tmp_path_factory)[run]
+        assert r["html"] is not None and r["findings"], f"{name}: exit {r['rc']}\n{r['out'][-3000:]}"
+        results[name] = {**r, "report": parse(r["html"])}
     return results
 
 
