@@ -224,10 +224,11 @@ def nan_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     fa, fb = torch.isfinite(a), torch.isfinite(b)
     if not torch.equal(fa, fb):
         return float("inf")
-    if not fa.all():
-        na, nb = a[~fa], b[~fb]
-        if not ((na == nb) | (torch.isnan(na) & torch.isnan(nb))).all():
-            return float("inf")
+    if bool(fa.all()):  # the common case: no mask to index with
+        return float((a - b).abs().max()) if a.numel() else 0.0
+    na, nb = a[~fa], b[~fb]
+    if not ((na == nb) | (torch.isnan(na) & torch.isnan(nb))).all():
+        return float("inf")
     return float((a[fa] - b[fa]).abs().max()) if fa.any() else 0.0
 
 
@@ -251,7 +252,11 @@ def repad(feats: list, total: int | None = None) -> tuple[torch.Tensor, torch.Te
 def finite_scale(t: torch.Tensor) -> float:
     """max(1, largest finite |value|): the scale a difference of a module's output is judged at."""
     t = t.detach().float()
+    if t.numel() == 0:
+        return 1.0
     ok = torch.isfinite(t)
+    if bool(ok.all()):
+        return max(1.0, float(t.abs().max()))
     return max(1.0, float(t[ok].abs().max())) if ok.any() else 1.0
 
 

@@ -121,16 +121,23 @@ class _Probe:
     @functools.cached_property
     def finite0(self) -> np.ndarray:
         """x0 with NaN/Inf and padded frames set to 0."""
-        return np.where(np.isfinite(self.x0), self.x0, 0.0) * self.valid[..., None]
+        return _finite_valid(self.x0, self.valid)
 
     @functools.cached_property
     def finite1(self) -> np.ndarray:
         """x1 with NaN/Inf and padded frames set to 0."""
-        return np.where(np.isfinite(self.x1), self.x1, 0.0) * self.valid[..., None]
+        return _finite_valid(self.x1, self.valid)
 
     def where(self, b: int, f: int, j: int, name=None) -> dict:
         """A location: sample b, frame f, feature j (named by `name`, default the model input's names)."""
         return {"sample": self.ids[b], "frame": int(f), "feature": (name or self.name1)(int(j))}
+
+
+def _finite_valid(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """A copy of [B, T, F] x with NaN/Inf and the frames not valid ([B, T] bool) set to 0."""
+    out = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    out[~valid] = 0.0
+    return out
 
 
 def _namer(width: int, columns=None):
@@ -145,8 +152,8 @@ def _probe(samples: list, to_input, columns, transform_name: str | None, n_train
     """Collate the samples, apply to_input, and hold both as arrays."""
     batch = collate(samples)
     out = to_input(batch)
-    x0 = batch.features.numpy().astype(np.float64)
-    x1 = out.features.detach().float().cpu().numpy().astype(np.float64)
+    x0 = batch.features.numpy().astype(np.float32, copy=False)  # float32 as the model sees it; fits cast to float64
+    x1 = out.features.detach().float().cpu().numpy()
     lengths = batch.lengths.numpy()
     name0 = _namer(x0.shape[2], columns)
     return _Probe(
@@ -480,8 +487,10 @@ def _affine_fit(x0: np.ndarray, x1: np.ndarray) -> tuple[float, float, float]:
     e, g = x0[ok].astype(np.float64), x1[ok].astype(np.float64)
     if e.size < 2 or e.std() == 0:
         return 1.0, 0.0, float("inf")
-    a, b = np.polyfit(e, g, 1)
-    return float(a), float(b), float(np.abs(a * e + b - g).max())
+    de = e - e.mean()
+    a = float(de @ (g - g.mean()) / (de @ de))  # least squares, closed form
+    b = float(g.mean() - a * e.mean())
+    return a, b, float(np.abs(a * e + b - g).max())
 
 
 def _standardised(x: np.ndarray, valid: np.ndarray) -> tuple[bool, float]:
@@ -507,7 +516,7 @@ def diagnose_double_zscore(p: _Probe, to_input, model=None) -> Diagnosis:
     # judged on finite input: where the dataset's output is non-finite, what a std floor would
     # give there ((0 - 0) / floor = 0); the transform of a NaN batch says nothing about itself
     x0f = p.finite0
-    x1f = to_input(_replace_all(p.batch, x0f)).features.detach().float().cpu().numpy().astype(np.float64)
+    x1f = to_input(_replace_all(p.batch, x0f)).features.detach().float().cpu().numpy()
     if np.allclose(np.where(p.valid[..., None], x1f, 0), x0f, atol=1e-6):
         return Diagnosis()
     from_train = np.arange(len(p.ids))[:, None] < p.n_train
