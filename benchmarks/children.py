@@ -63,6 +63,12 @@ class Meter:
         }
 
 
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its children that have ended."""
+    own, ended = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + ended.ru_utime + ended.ru_stime
+
+
 def _child_scan(meter: Meter, corpus: str, workers: int = 0) -> dict:
     from data.corpus import Corpus
     from harness.scan import scan_corpus
@@ -107,9 +113,11 @@ def _child_scale_pass(meter: Meter, corpus: str, workers: int = 2) -> dict:
     ctx.model()  # its output_lengths (the stride); built outside the timing
     meter.start()
     t = {}
+    cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     scan = ctx.scan
     t["scan"] = time.perf_counter() - t0
+    scan_cpu = _cpu_seconds() - cpu0  # the pool's workers have ended: their time is counted
     findings = {}
     for name in ("clean_features", "ctc_feasibility", "labels"):  # the data checks that read only the scan
         t0 = time.perf_counter()
@@ -121,6 +129,7 @@ def _child_scale_pass(meter: Meter, corpus: str, workers: int = 2) -> dict:
         "errors": sum(bool(f.error) for f in scan.files),
         "findings": findings,
         "stage_seconds": {k: round(v, 2) for k, v in t.items()},
+        "scan_cpu_seconds": round(scan_cpu, 2),
     }
 
 

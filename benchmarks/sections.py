@@ -436,7 +436,8 @@ def section_scale(tmp: Path, total_frames: int, frames: int = 200, dtype: str = 
     res.figures = {"samples": n, "frames": r["frames"], "corpus_bytes": need, "generate_seconds": round(gen, 1), "workers": workers, **r}
     res.rows = [
         Row("scale", "scale_frames_per_s", f"compat data pass, {r['frames']:,} frames (frames/s)", r["frames"] / r["seconds"],
-            f"{r['seconds']:.1f} s", "", f"scan {r['stage_seconds']['scan']:.1f} s with {workers} workers; findings {r['findings']}"),
+            f"{r['seconds']:.1f} s", "", f"scan {r['stage_seconds']['scan']:.1f} s with {workers} workers ({r['scan_cpu_seconds']:.1f} CPU s); "
+            f"findings {r['findings']}"),
         Row("scale", "scale_peak_vs_corpus", "peak RSS (largest process) / corpus bytes", peak * MB / need,
             f"{peak:.0f} MB", f"{need / MB:.0f} MB", f"main {r['peak_rss_mb']:.0f} MB (+{r['peak_growth_mb']:.0f}), workers {r['children_peak_rss_mb']:.0f} MB"),
     ]

@@ -103,6 +103,13 @@ class RunningStats:
         self.mean = np.zeros(width, dtype=np.float64)
         self.m2 = np.zeros(width, dtype=np.float64)
 
+    @classmethod
+    def from_moments(cls, n: int, mean: np.ndarray, m2: np.ndarray) -> "RunningStats":
+        """Statistics of n frames with these per-column means and sums of squared deviations."""
+        rs = cls(len(mean))
+        rs.n, rs.mean, rs.m2 = int(n), np.asarray(mean, dtype=np.float64), np.asarray(m2, dtype=np.float64)
+        return rs
+
     def update(self, x: np.ndarray) -> None:
         if x.shape[0] == 0:
             return
@@ -125,6 +132,61 @@ class RunningStats:
         if self.n == 0:
             raise ValueError("no frames to compute statistics from (is the train split empty?)")
         return FeatureStats(mean=self.mean.copy(), std=np.sqrt(self.m2 / self.n), n_frames=self.n)
+
+
+# rows summed in the input's precision before the float64 total: a float32 sum's rounding error
+# then grows with this group size, not with the number of frames
+_GROUP_ROWS = 8
+# rows (evenly spaced) whose mean is the reference the deviations are taken from
+_REFERENCE_ROWS = 16
+
+
+def _deviation_sums(dev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column sums of dev and of dev**2 ([rows, C] -> two float64 [C]), over groups of _GROUP_ROWS
+    rows in dev's precision, then in float64."""
+    rows, width = dev.shape
+    whole = rows - rows % _GROUP_ROWS
+    groups = dev[:whole].reshape(-1, _GROUP_ROWS, width)
+    s1 = np.einsum("gkc->gc", groups).astype(np.float64, copy=False).sum(axis=0)
+    s2 = np.einsum("gkc,gkc->gc", groups, groups).astype(np.float64, copy=False).sum(axis=0)
+    if whole < rows:
+        rest = dev[whole:].astype(np.float64)
+        s1 += rest.sum(axis=0)
+        s2 += np.einsum("ij,ij->j", rest, rest)
+    return s1, s2
+
+
+def column_moments(x: np.ndarray, frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and sum of squared deviations (float64) of `frames` frames: `frames - len(x)`
+    frames of 0 (the frames before a temporal block's first value) followed by the rows of x.
+
+    RunningStats.from_moments(frames, *column_moments(x, frames)) holds the statistics of those
+    frames. A float32 x stays float32 (no float64 copy): the sums are taken over the deviations
+    from a reference near each column's mean (the mean of a few evenly spaced rows), which keeps
+    float32's relative precision (~1e-7) on the std and gives a column constant over x an m2 of
+    exactly 0. NaN in a column makes its moments NaN.
+    """
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"column_moments expects a [frames, columns] array, got shape {x.shape}")
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    rows, width = x.shape
+    frames = rows if frames is None else int(frames)
+    if frames < rows:
+        raise ValueError(f"column_moments: {rows} rows given for {frames} frames")
+    if rows == 0:
+        return np.zeros(width), np.zeros(width)
+    ref = x[:: max(1, rows // _REFERENCE_ROWS)].mean(axis=0, dtype=np.float64).astype(x.dtype)
+    s1, s2 = _deviation_sums(x - ref)
+    ref = ref.astype(np.float64)
+    zeros = frames - rows
+    if zeros:  # each frame of 0 deviates by -ref
+        s1 -= zeros * ref
+        s2 += zeros * ref * ref
+    mean = ref + s1 / frames
+    m2 = np.maximum(s2 - s1 * s1 / frames, 0.0)
+    return mean, m2
 
 
 # ---------------------------------------------------------------------------- normalizers

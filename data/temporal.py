@@ -17,20 +17,25 @@ import numpy as np
 from data.layout import FEATURE_DIM, RAW_DIM, TEMPORAL_DIM
 
 DISPLACEMENT_WINDOW = 4
+# frames before the first defined value of each block (velocity, acceleration, displacement)
+LAGS = (1, 2, DISPLACEMENT_WINDOW)
 
 
-def _lagged_difference(x: np.ndarray, coefficients: tuple[float, ...]) -> np.ndarray:
-    """sum_k c_k * x[t-k]; rows with t < len(coefficients)-1 are 0. NaN propagates."""
-    out = np.zeros_like(x)
-    span = len(coefficients) - 1
-    if x.shape[0] <= span:
-        return out
-    acc = coefficients[0] * x[span:]
-    for k, c in enumerate(coefficients[1:], start=1):
-        if c:
-            acc = acc + c * x[span - k : x.shape[0] - k]
-    out[span:] = acc
-    return out
+def temporal_blocks(x: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """[T, C] float32 raw values -> [(lag, values)] for velocity, acceleration, displacement.
+
+    `values` holds rows lag..T-1 of the block ([max(T - lag, 0), C] float32); rows before lag are
+    0 by definition and not materialised. NaN where a frame the value depends on is missing
+    (temporal_features turns it into 0). Used by temporal_features and by the harness scan, which
+    takes statistics block by block.
+    """
+    k = DISPLACEMENT_WINDOW
+    velocity = x[1:] - x[:-1]
+    acceleration = x[1:-1] * -2.0  # (x[t] - 2 x[t-1]) + x[t-2], in that order
+    acceleration += x[2:]
+    acceleration += x[:-2]
+    displacement = x[k:] - x[:-k]
+    return [(LAGS[0], velocity), (LAGS[1], acceleration), (LAGS[2], displacement)]
 
 
 def temporal_features(raw: np.ndarray) -> np.ndarray:
@@ -41,17 +46,12 @@ def temporal_features(raw: np.ndarray) -> np.ndarray:
     if raw.ndim != 2 or raw.shape[1] != RAW_DIM:
         raise ValueError(f"temporal_features expects [T, {RAW_DIM}] raw landmarks, got shape {raw.shape}")
     x = np.asarray(raw, dtype=np.float32)
-    window = (1.0,) + (0.0,) * (DISPLACEMENT_WINDOW - 1) + (-1.0,)
-    blocks = [
-        _lagged_difference(x, (1.0, -1.0)),
-        _lagged_difference(x, (1.0, -2.0, 1.0)),
-        _lagged_difference(x, window),
-    ]
-    out = np.concatenate(blocks, axis=1)
+    out = np.zeros((x.shape[0], TEMPORAL_DIM), dtype=np.float32)
+    for i, (lag, values) in enumerate(temporal_blocks(x)):
+        out[lag:, i * RAW_DIM : (i + 1) * RAW_DIM] = values
     # NaN here means "depends on a missing landmark": such a derivative is defined as 0.
     # Inf is left alone on purpose: it is a data fault for the harness to report, not to hide.
     np.nan_to_num(out, copy=False, nan=0.0, posinf=np.inf, neginf=-np.inf)
-    assert out.shape[1] == TEMPORAL_DIM
     return out
 
 
