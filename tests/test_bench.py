@@ -158,7 +158,6 @@ def test_cli_rejects_bad_arguments(args, match):
 # ----------------------------------------------------------------------------- the trainer comparison
 
 
-@pytest.mark.slow
 def test_bare_loop_child_trains_on_the_same_batches(tmp_path):
     from data.synthetic import generate_corpus
 
@@ -170,7 +169,6 @@ def test_bare_loop_child_trains_on_the_same_batches(tmp_path):
     assert all(x > 0 for x in r["frames_per_s"] + r["loader_frames_per_s"])
 
 
-@pytest.mark.slow
 def test_memory_section_compares_n_with_10n(tmp_path):
     res = section_memory(tmp_path, quick=True, rounds=1, n=2, frames=20)
     keys = {r.key for r in res.rows}
@@ -181,7 +179,6 @@ def test_memory_section_compares_n_with_10n(tmp_path):
     assert all(r.value > 0 and r.met is not None for r in res.rows)
 
 
-@pytest.mark.slow
 def test_cli_scale_runs_the_streaming_data_pass(tmp_path):
     out = tmp_path / "scale.json"
     done = subprocess.run([sys.executable, str(BENCH), "--scale", "2000", "--json", str(out), "--tmp", str(tmp_path)],

@@ -111,7 +111,6 @@ def _ddp_worker(rank: int, world: int, port: int, corpus: str, out_dir: str) -> 
         dist.destroy_process_group()
 
 
-@pytest.mark.slow
 def test_ranks_end_with_identical_weights(small_corpus, tmp_path):
     import torch.multiprocessing as mp
 
@@ -127,7 +126,6 @@ def test_ranks_end_with_identical_weights(small_corpus, tmp_path):
     assert ids0 and ids1 and ids0.isdisjoint(ids1)  # each rank trained on its own shard
 
 
-@pytest.mark.slow
 def test_train_py_under_torchrun_two_processes(small_corpus, tmp_path):
     config = tmp_path / "small.json"
     config.write_text(json.dumps({"model": "i3d_small"}))

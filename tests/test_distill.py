@@ -237,7 +237,6 @@ def test_global_statistics_of_teacher_and_student_are_compared(base_corpus, tmp_
 # ----------------------------------------------------------------------------- train.py --teacher
 
 
-@pytest.mark.slow
 def test_train_py_distils_and_records_the_teacher(base_corpus, teacher_path, tmp_path):
     config = tmp_path / "student.json"
     config.write_text(json.dumps({"model": "student", "model_overrides": distill.SMALL_STUDENT, "modalities": list(distill.DEMO_MODALITIES),

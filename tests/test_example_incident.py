@@ -14,8 +14,6 @@ import pytest
 
 from tests.incident_runs import EXAMPLE, incident_runs
 
-pytestmark = pytest.mark.slow  # three harness runs: ~40 s on 2 cores (11-13 s each alone)
-
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):

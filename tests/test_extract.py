@@ -392,6 +392,7 @@ def sample_corpus(tmp_path_factory):
     return out, code, np.load(out / "features" / "sample_video.npy")
 
 
+@pytest.mark.slow  # MediaPipe on the real videos, end to end
 @pytest.mark.real_data
 def test_cli_extracts_sample_video(sample_corpus):
     out, code, features = sample_corpus
@@ -406,6 +407,7 @@ def test_cli_extracts_sample_video(sample_corpus):
     assert 0.0 < np.median(xy) < 1.0  # normalised image coordinates, not pixels
 
 
+@pytest.mark.slow  # MediaPipe on the real videos, end to end
 @pytest.mark.real_data
 def test_test_video_has_no_left_hand():
     features = extract_sample(_video("test_video.mp4"))
@@ -417,6 +419,7 @@ def test_test_video_has_no_left_hand():
     assert (right | _absent(features, "right_hand")).all()  # a part is all there or all NaN
 
 
+@pytest.mark.slow  # MediaPipe on the real videos, end to end
 @pytest.mark.real_data
 def test_image_folder_gives_the_same_landmarks_as_the_video(sample_corpus, tmp_path):
     _, _, from_video = sample_corpus
@@ -430,6 +433,7 @@ def test_image_folder_gives_the_same_landmarks_as_the_video(sample_corpus, tmp_p
     np.testing.assert_allclose(from_folder, from_video, atol=1e-4, equal_nan=True)
 
 
+@pytest.mark.slow  # MediaPipe on the real videos, end to end
 @pytest.mark.real_data
 def test_rerun_skips_done_samples_and_keeps_other_rows(sample_corpus, tmp_path, capsys):
     corpus = tmp_path / "corpus"
@@ -457,6 +461,7 @@ def test_rerun_skips_done_samples_and_keeps_other_rows(sample_corpus, tmp_path, 
     assert len(rows) == 2 and feature_file.stat().st_mtime_ns == stamp  # labelled without re-extracting
 
 
+@pytest.mark.slow  # MediaPipe on the real videos, end to end
 @pytest.mark.real_data
 def test_corrupt_input_is_reported_and_the_rest_extracted_with_two_workers(sample_corpus, tmp_path, capsys):
     inputs = tmp_path / "inputs"

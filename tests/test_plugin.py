@@ -213,7 +213,6 @@ def test_outside_project_xdist(outside, tmp_path):
 # ----------------------------------------------------------------------------- the wheel
 
 
-@pytest.mark.slow
 def test_wheel_contents(tmp_path):
     """The wheel built from pyproject.toml holds the three packages and the pytest11 entry point.
     Built from a copy of the tree so that no build/ or *.egg-info lands in the checkout."""

@@ -125,6 +125,7 @@ def extract_cli(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "data.extract", *map(str, args)], cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # MediaPipe on the real videos, end to end
 @pytest.mark.real_data
 def test_extraction_prints_no_native_lines(tmp_path):
     """One worker (MediaPipe in the command's own process), progress bar on: stderr is the bar and the
@@ -136,6 +137,7 @@ def test_extraction_prints_no_native_lines(tmp_path):
     assert (tmp_path / "corpus" / "features" / "sample_video.npy").is_file()
 
 
+@pytest.mark.slow  # MediaPipe on the real videos, end to end
 @pytest.mark.real_data
 @pytest.mark.parametrize("workers", [1, 2])
 def test_corrupt_input_still_reported_by_name(workers, tmp_path):

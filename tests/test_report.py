@@ -179,12 +179,10 @@ def _check_failing(r: dict, all_checks: bool) -> None:
     assert "test_check[model_input] - [FAIL]" in r["out"] and "AssertionError" not in r["out"], r["out"][-3000:]
 
 
-@pytest.mark.slow  # the three runs together: ~30 s on 2 cores
 def test_failing_report_opens_with_the_root_cause(runs):
     _check_failing(runs["failing"], all_checks=True)
 
 
-@pytest.mark.slow  # the three runs together: ~30 s on 2 cores
 def test_failing_report_under_xdist(runs):
     _check_failing(runs["xdist"], all_checks=False)
     # the same rows, in the same order, as without xdist
@@ -192,7 +190,6 @@ def test_failing_report_under_xdist(runs):
     assert [r["cells"][0] for r in runs["xdist"]["report"].rows] == serial
 
 
-@pytest.mark.slow  # the three runs together: ~30 s on 2 cores
 def test_passing_report(runs):
     r = runs["passing"]
     assert r["rc"] == 0, r["out"][-3000:]

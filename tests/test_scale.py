@@ -34,7 +34,6 @@ def _float32_bytes(n_samples: int, width: int) -> int:
     return n_samples * FRAMES * width * 4
 
 
-@pytest.mark.slow
 def test_streaming_compat_pass_on_100k_frames(corpora):
     big = run_child("scale_pass", corpus=str(corpora[500]), workers=2)
     small = run_child("scale_pass", corpus=str(corpora[50]), workers=2)
@@ -47,7 +46,6 @@ def test_streaming_compat_pass_on_100k_frames(corpora):
     assert big["peak_growth_mb"] * 2**20 < _float32_bytes(500, RAW_DIM) / 4, big
 
 
-@pytest.mark.slow
 def test_iterating_the_dataset_keeps_memory_bounded(corpora):
     """DataLoader over every train sample (temporal features on the fly): peak memory is a few
     batches, not the corpus; the 10x corpus peaks where the small one does."""

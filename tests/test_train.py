@@ -55,7 +55,6 @@ def _make_infeasible(corpus: Path, row: int, frames: int, glosses: tuple) -> Sam
     return recs[row]
 
 
-@pytest.mark.slow
 def test_gate_refuses_nan_poisoned_file(small_corpus, small_config, tmp_path):
     corpus = _copy_corpus(small_corpus, tmp_path / "c")
     c = Corpus(corpus)
@@ -71,7 +70,6 @@ def test_gate_refuses_nan_poisoned_file(small_corpus, small_config, tmp_path):
     assert not (tmp_path / "out" / "last.pt").exists()
 
 
-@pytest.mark.slow
 def test_gate_refuses_ctc_infeasible_samples_and_caches_verdict(small_corpus, small_config, tmp_path):
     corpus = _copy_corpus(small_corpus, tmp_path / "c")
     short = _make_infeasible(corpus, 1, frames=6, glosses=("HELLO", "HELLO", "GO", "NO"))  # 2 output frames, needs 5
@@ -90,7 +88,6 @@ def test_gate_refuses_ctc_infeasible_samples_and_caches_verdict(small_corpus, sm
     assert "caused by ctc_feasibility" in again.stdout, again.stdout
 
 
-@pytest.mark.slow
 def test_resume_after_kill_9(small_corpus, small_config, tmp_path):
     out = tmp_path / "out"
     args = [sys.executable, str(REPO / "train.py"), "--data_dir", small_corpus, "--config", small_config, "--output_dir", out, "--epochs", 40, "--skip-gate"]
@@ -166,7 +163,6 @@ def test_incident_command_on_extracted_corpus(tmp_path):
     assert (out / "best.pt").exists() and (out / "metrics.png").exists()
 
 
-@pytest.mark.slow
 def test_nonfinite_training_stops_saves_batch_and_replays(small_corpus, small_config, tmp_path):
     corpus = _copy_corpus(small_corpus, tmp_path / "c")
     bad = _make_infeasible(corpus, 0, frames=5, glosses=("HELLO", "GO", "NO"))  # 2 output frames, needs 3

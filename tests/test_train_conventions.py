@@ -146,7 +146,6 @@ def test_fingerprint_covers_the_train_step_the_collate_and_the_vocab_file(tmp_pa
 # ----------------------------------------------------------------------------- train.py end to end
 
 
-@pytest.mark.slow
 def test_train_py_trains_the_native_setup_behind_the_gate(tmp_path):
     """From a folder outside the repository: the gate passes, the user's step trains, last.pt is
     written and python -m model.evaluate reads it back to the WER train.py printed."""

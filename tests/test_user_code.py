@@ -279,7 +279,6 @@ def test_fingerprint_covers_the_user_source(tmp_path, corpus):
     assert fingerprint(dataclasses.replace(cfg, batch_transform="fp_loop:scale")) != fingerprint(cfg)
 
 
-@pytest.mark.slow
 def test_train_py_trains_the_user_setup_behind_the_gate(tmp_path, corpus):
     cfg = tmp_path / "user.toml"
     cfg.write_text(
