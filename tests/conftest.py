@@ -18,5 +18,5 @@ def pytest_configure(config):
     """Under xdist, each worker takes its share of the cores for torch's intra-op threads: two
     workers with two threads each on two cores run torch work slower than with one each."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
-    if workers > 1 and os.environ.get("CSLR_EXPERIMENT_THREADS", "1") == "1":
+    if workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
