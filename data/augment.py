@@ -40,7 +40,7 @@ import math
 
 import numpy as np
 
-from data.layout import COORDS, LAYOUT, MIRROR_COLUMNS, RAW_DIM
+from data.layout import COORDS, FEATURE_DIM, LAYOUT, MIRROR_COLUMNS, RAW_DIM
 from data.normalize import _body_frame
 
 ORDER = ("speed", "frame_drop", "mirror", "affine", "jitter", "hand_dropout")
@@ -136,6 +136,32 @@ def mirror(raw: np.ndarray) -> np.ndarray:
     return out
 
 
+# The mirror of model-ready features ([T, 6516]: the raw block, then velocity, acceleration and
+# displacement of it): column j of a mirrored frame is column FEATURE_MIRROR_COLUMNS[j] of the
+# original, times FEATURE_MIRROR_SIGN[j] (-1 on every x column, raw and temporal: x -> 1 - x is a
+# sign flip about the body centre, and of every difference of x).
+FEATURE_MIRROR_COLUMNS = np.concatenate([MIRROR_COLUMNS + block * RAW_DIM for block in range(FEATURE_DIM // RAW_DIM)])
+FEATURE_MIRROR_SIGN = np.where(np.arange(FEATURE_DIM) % COORDS == 0, -1.0, 1.0).astype(np.float32)
+
+
+def mirror_features(feats: np.ndarray, columns: np.ndarray, sign: np.ndarray, fill_columns=None, fill_value: float = 0.0) -> np.ndarray:
+    """Mirror body-normalized model-ready features directly: a new [T, C] float32 array whose column
+    j is sign[j] * feats[:, columns[j]], with `fill_columns` set to `fill_value`.
+
+    What the dataset's cache serves for the default recipe (mirror alone; body normalization, ffill
+    imputation): the same values as mirror() on the raw landmarks followed by the temporal block,
+    imputation and normalization, up to float32 rounding (tests/test_trainer_speed.py). `columns`
+    and `sign` are FEATURE_MIRROR_COLUMNS / _SIGN restricted to the selected modalities; the fill
+    columns are the x columns of landmarks never seen in the sample, which imputation sets to 0 in
+    image units before the body normalization centres them (a value no sign flip gives).
+    """
+    out = np.asarray(feats, dtype=np.float32)[:, columns]
+    out *= sign
+    if fill_columns is not None and len(fill_columns):
+        out[:, fill_columns] = fill_value
+    return out
+
+
 def body_centre(raw: np.ndarray) -> np.ndarray:
     """(x, y) the affine map turns about: the shoulder midpoint (median over frames), else (0.5, 0.5)."""
     centre, _ = _body_frame(raw)
@@ -208,23 +234,37 @@ class Augmenter:
     def __bool__(self) -> bool:
         return bool(self.spec)
 
-    def __call__(self, raw: np.ndarray, rng: np.random.Generator, min_frames: int = 1) -> np.ndarray:
-        raw = np.asarray(raw, dtype=np.float32)
-        if raw.ndim != 2 or raw.shape[1] != RAW_DIM:
-            raise ValueError(f"augmentation expects [T, {RAW_DIM}] raw landmarks, got shape {raw.shape}")
-        # never shorter than min_frames, and never shorter at all if the sample already is
-        floor = min(int(min_frames), raw.shape[0])
+    @property
+    def mirror_only(self) -> bool:
+        """Whether mirror is the only configured augmentation (the default recipe): a sample then
+        has two possible outputs, itself and its mirror image (what the dataset's cache serves)."""
+        return set(self.spec) == {"mirror"}
+
+    def plan(self, rng: np.random.Generator) -> list[tuple[str, np.random.Generator]]:
+        """The augmentations that fire for this draw, in ORDER, each with the generator that draws
+        its parameters: what __call__ applies, decided without touching any landmark."""
         # one generator per augmentation, drawn whether it is configured or not, so turning one
         # augmentation on or off does not reshuffle the random draws of the others
         keys = rng.integers(0, 2**63, size=len(ORDER))
-        out = raw
+        fired = []
         for name, key in zip(ORDER, keys):
             params = self.spec.get(name)
             if params is None:
                 continue
             own = np.random.default_rng(int(key))
             if own.random() < params["p"]:
-                out = getattr(self, f"_{name}")(out, own, params, floor)
+                fired.append((name, own))
+        return fired
+
+    def __call__(self, raw: np.ndarray, rng: np.random.Generator, min_frames: int = 1) -> np.ndarray:
+        raw = np.asarray(raw, dtype=np.float32)
+        if raw.ndim != 2 or raw.shape[1] != RAW_DIM:
+            raise ValueError(f"augmentation expects [T, {RAW_DIM}] raw landmarks, got shape {raw.shape}")
+        # never shorter than min_frames, and never shorter at all if the sample already is
+        floor = min(int(min_frames), raw.shape[0])
+        out = raw
+        for name, own in self.plan(rng):
+            out = getattr(self, f"_{name}")(out, own, self.spec[name], floor)
         return out
 
     @staticmethod

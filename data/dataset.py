@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.augment import Augmenter, min_frames_for, sample_rng
+from data.augment import FEATURE_MIRROR_COLUMNS, FEATURE_MIRROR_SIGN, Augmenter, min_frames_for, mirror, mirror_features, sample_rng
 from data.corpus import Corpus, CorpusError, SampleRecord, atomic_write_text
 from data.layout import FEATURE_DIM, RAW_DIM, modality_columns, parse_modalities
 from data.normalize import CLIP, STD_FLOOR, DoubleNormalizationError, FeatureStats, Normalizer, RunningStats, impute
@@ -172,6 +172,12 @@ class MediaPipeFeatureDataset(torch.utils.data.Dataset):
     with train.py's in-process loader), so a run is reproducible and every epoch differs.
     Augmented samples are never cached: the cache then keeps the raw landmarks, not features.
     A [T, 6516] file's own temporal block is recomputed from its augmented raw block.
+
+    The default recipe (mirror alone) with body normalization and ffill imputation is served
+    from the features instead: a sample has two possible outputs, its unaugmented features and
+    their mirror image, which data/augment.py: mirror_features makes from the features directly
+    (a column permutation and a sign flip of x, equal to the raw-landmark path up to float32
+    rounding); the cache then keeps the unaugmented features, and a draw costs one gather.
     """
 
     def __init__(
@@ -219,6 +225,16 @@ class MediaPipeFeatureDataset(torch.utils.data.Dataset):
         self.augment_seed = int(augment_seed)
         self._epoch: int | None = None
         self._draws: dict[int, int] = {}
+        # mirror alone on body-normalized, forward-filled landmarks: mirrored in feature space
+        # (the mirror maps each modality onto itself, so it stays within the selected columns)
+        self._feature_mirror = None
+        if self.augmenter is not None and self.augmenter.mirror_only and normalization == "body" and impute_method == "ffill":
+            where = np.full(FEATURE_DIM, -1, dtype=np.int64)
+            where[self.columns] = np.arange(len(self.columns))
+            columns = where[FEATURE_MIRROR_COLUMNS[self.columns]]
+            assert (columns >= 0).all(), "the mirror maps every selected column onto a selected column"
+            self._feature_mirror = (columns, FEATURE_MIRROR_SIGN[self.columns], where)
+        self._mirror_fill: dict[int, tuple[np.ndarray, np.float32]] = {}  # i -> (fill columns, value) of a cached sample
 
     def __len__(self) -> int:
         return len(self.records)
@@ -233,13 +249,13 @@ class MediaPipeFeatureDataset(torch.utils.data.Dataset):
 
     def features(self, i: int, draw: int = 0) -> np.ndarray:
         """Model-ready features of sample i; with augmentation, those of draw `draw` (deterministic)."""
+        if self._feature_mirror is not None:
+            return np.array(self._mirror_draw(i, draw).numpy())
         rec = self.records[i]
         arr = self._raw(i) if self.augmenter is not None else self.corpus.load(rec)
         if self.augmenter is not None:
-            targets = self.vocab.encode(rec.glosses, rec.id, self._unknown)
-            repeats = sum(a == b for a, b in zip(targets, targets[1:]))
-            rng = sample_rng(self.augment_seed, draw, i)
-            arr = self.augmenter(arr[:, :RAW_DIM], rng, min_frames=min_frames_for(len(targets), repeats))
+            rng, min_frames = self._augment_rng(i, draw)
+            arr = self.augmenter(arr[:, :RAW_DIM], rng, min_frames=min_frames)
         feats, raw = model_features(arr, self.impute_method)
         out = self.normalizer(feats, raw=raw)
         return out[:, self.columns] if len(self.columns) != FEATURE_DIM else out
@@ -255,10 +271,65 @@ class MediaPipeFeatureDataset(torch.utils.data.Dataset):
             self._cached_bytes += arr.nbytes
         return arr
 
+    def _augment_rng(self, i: int, draw: int) -> tuple[np.random.Generator, int]:
+        """The generator of draw `draw` of sample i and the frames it must keep (CTC)."""
+        rec = self.records[i]
+        targets = self.vocab.encode(rec.glosses, rec.id, self._unknown)
+        repeats = sum(a == b for a, b in zip(targets, targets[1:]))
+        return sample_rng(self.augment_seed, draw, i), min_frames_for(len(targets), repeats)
+
+    def _mirror_draw(self, i: int, draw: int) -> torch.Tensor:
+        """Draw `draw` of sample i under the mirror-only recipe: its unaugmented features (cached
+        within the budget), or their mirror image (mirror_features) when the draw mirrors it."""
+        rng, _ = self._augment_rng(i, draw)
+        fired = [name for name, _ in self.augmenter.plan(rng)]
+        plain = self._cache.get(i)
+        fill = self._mirror_fill.get(i)
+        if plain is None:
+            raw = self._raw_array(i)
+            plain = self._model_features_tensor(raw)
+            size = plain.numel() * plain.element_size()
+            if self._cached_bytes + size <= self.cache_bytes:
+                self._cache[i], self._mirror_fill[i] = plain, self._mirror_fill_of(raw)
+                self._cached_bytes += size
+                fill = self._mirror_fill[i]
+            elif fired:
+                fill = self._mirror_fill_of(raw)
+        if not fired:
+            return plain
+        columns, sign, _ = self._feature_mirror
+        return torch.from_numpy(mirror_features(plain.numpy(), columns, sign, *fill))
+
+    def _mirror_fill_of(self, raw: np.ndarray) -> tuple[np.ndarray, np.float32]:
+        """The selected columns of a mirrored sample that hold the x of a landmark never seen in
+        it, and their value: imputation's 0, body-normalized with the mirrored sample's centre and
+        shoulder width (the normalizer applied to a frame of zeros, as the raw-landmark path does)."""
+        _, _, where = self._feature_mirror
+        never_seen_x = np.isnan(raw[:, 0:RAW_DIM:3]).all(axis=0)  # [543], by landmark of the original
+        if not never_seen_x.any():
+            return np.zeros(0, dtype=np.int64), np.float32(0.0)
+        x_columns = np.arange(0, RAW_DIM, 3)
+        mirrored = x_columns[never_seen_x[FEATURE_MIRROR_COLUMNS[x_columns] // 3]]  # mirrored x columns from never-seen ones
+        fill = where[mirrored]
+        fill = fill[fill >= 0]
+        value = self.normalizer(np.zeros((1, FEATURE_DIM), dtype=np.float32), raw=mirror(raw))[0, 0]
+        return fill, np.float32(value)
+
+    def _raw_array(self, i: int) -> np.ndarray:
+        """The [T, 1629] raw landmarks an augmenting dataset starts from (a [T, 6516] file's raw block)."""
+        return np.ascontiguousarray(np.asarray(self.corpus.load(self.records[i], mmap=False), dtype=np.float32)[:, :RAW_DIM])
+
+    def _model_features_tensor(self, raw: np.ndarray) -> torch.Tensor:
+        feats, raw = model_features(raw, self.impute_method)
+        out = self.normalizer(feats, raw=raw)
+        return torch.from_numpy(np.ascontiguousarray(out[:, self.columns] if len(self.columns) != FEATURE_DIM else out))
+
     def _features_tensor(self, i: int) -> torch.Tensor:
         if self.augmenter is not None:  # a new draw every time: never cache the output
             draw = self._epoch if self._epoch is not None else self._draws.get(i, 0)
             self._draws[i] = self._draws.get(i, 0) + 1
+            if self._feature_mirror is not None:
+                return self._mirror_draw(i, draw)
             return torch.from_numpy(np.ascontiguousarray(self.features(i, draw)))
         cached = self._cache.get(i)
         if cached is not None:

@@ -71,6 +71,17 @@ class I3DConfig:
             raise ValueError("invalid I3DConfig: " + "; ".join(problems))
 
 
+def differentiating(module: nn.Module) -> bool:
+    """Whether `module` runs a training forward whose gradients will be taken (train mode, autograd
+    on, not traced for export). There the model computes the same function in a form cheaper to
+    run and differentiate on CPU: the fusion on the valid frames alone with each LayerNorm's affine
+    folded into its Linear (ModalityFusion._folded), an inception block's 1x1 convs of one input as
+    one conv (shared_input_convs), the LSTM direction by direction (lstm_by_direction). Evaluation,
+    export and the harness's probes (eval mode or no_grad, watching module by module) run every
+    module as written. tests/test_trainer_speed.py holds the two forms equal (float64: to 1e-12)."""
+    return module.training and torch.is_grad_enabled() and not torch.jit.is_tracing()
+
+
 def conv_output_lengths(lengths: torch.Tensor, kernel: int, stride: int, padding: int) -> torch.Tensor:
     """floor((L + 2p - k) / s) + 1, elementwise on a LongTensor of lengths."""
     return torch.div(lengths + 2 * padding - kernel, stride, rounding_mode="floor") + 1
@@ -143,19 +154,34 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     def forward(self, x, mask):
         if self.running_mean is not None and not self.training:
             return super().forward(x)
-        # statistics in float32 whatever the autocast dtype, as torch's batch norm does
-        mean, centred, var, n = masked_moments(x.float(), mask, dims=(0, 2))  # per channel: (1, C, 1)
-        if self.training and self.running_mean is not None:
+        return masked_batch_norm([self], x, mask)
+
+
+def masked_batch_norm(norms: list, x, mask):
+    """MaskedBatchNorm1d's batch-statistics forward for one norm, or for several whose channels are
+    stacked on x [B, sum of their channels, T] (the same as each on its own channels: statistics are
+    per channel; they share eps and affine); each norm in training updates its running statistics."""
+    # statistics in float32 whatever the autocast dtype, as torch's batch norm does
+    mean, centred, var, n = masked_moments(x.float(), mask, dims=(0, 2))  # per channel: (1, C, 1)
+    start = 0
+    for norm in norms:
+        channels = slice(start, start + norm.num_features)
+        start = channels.stop
+        if norm.training and norm.running_mean is not None:
             with torch.no_grad():
-                self.num_batches_tracked += 1
-                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                unbiased = var.flatten() * (n.flatten() / (n.flatten() - 1).clamp(min=1.0))
-                self.running_mean.lerp_(mean.flatten().detach(), momentum)
-                self.running_var.lerp_(unbiased.detach(), momentum)
-        y = centred * torch.rsqrt(var + self.eps)
-        if self.affine:
-            y = y * self.weight[None, :, None] + self.bias[None, :, None]
-        return y
+                norm.num_batches_tracked += 1
+                momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+                unbiased = var.flatten()[channels] * (n.flatten() / (n.flatten() - 1).clamp(min=1.0))
+                norm.running_mean.lerp_(mean.flatten()[channels].detach(), momentum)
+                norm.running_var.lerp_(unbiased.detach(), momentum)
+    first = norms[0]
+    if not first.affine:
+        return centred * torch.rsqrt(var + first.eps)
+    weight = first.weight if len(norms) == 1 else torch.cat([norm.weight for norm in norms])
+    bias = first.bias if len(norms) == 1 else torch.cat([norm.bias for norm in norms])
+    # bias + centred * (weight / std): one pass over [B, C, T] (and two back), the per-channel
+    # factors computed on [1, C, 1]
+    return torch.addcmul(bias[None, :, None], centred, weight[None, :, None] * torch.rsqrt(var + first.eps))
 
 
 NORM_LAYERS = {"batch": MaskedBatchNorm1d, "instance": MaskedTimeNorm1d}
@@ -186,6 +212,39 @@ class ConvNormAct1d(nn.Module):
         mask = pad_mask(out_lengths, y.shape[-1])[:, None, :]  # (B, 1, T')
         y = self.act(self.norm(y, mask))
         return y.masked_fill(~mask, 0.0), out_lengths
+
+
+def shared_input_convs(blocks, x, lengths):
+    """ConvNormAct1d blocks of one input x and the same kernel and stride, run as one:
+    (outputs, out_lengths), outputs[i] = blocks[i](x, lengths)[0]. One convolution with their
+    weights stacked on the output channels (one larger matmul instead of several narrow ones, and
+    one gradient of x instead of their sum), then their norms and activation over all those
+    channels at once (masked batch norm: statistics per channel, each norm's running statistics
+    updated from its own channels), else each block's own on its channels. Training only
+    (InceptionBlock1d.forward); without gradients each block runs as a module, which the harness
+    watches."""
+    first = blocks[0]
+    weight = torch.cat([b.conv.weight for b in blocks])
+    y = F.conv1d(x, weight, None, first.stride, first.padding)
+    out_lengths = first.output_lengths(lengths)
+    mask = pad_mask(out_lengths, y.shape[-1])[:, None, :]  # (B, 1, T')
+    sizes = [b.conv.out_channels for b in blocks]
+    norms = [b.norm for b in blocks]
+    if all(type(norm) is MaskedBatchNorm1d and norm.training for norm in norms) and len({(n.eps, n.affine) for n in norms}) == 1 \
+            and all(type(b.act) is nn.GELU and b.act.approximate == first.act.approximate for b in blocks):
+        # their norms too (per channel) and the activation: one pass over all their channels
+        return list(first.act(masked_batch_norm(norms, y, mask)).masked_fill(~mask, 0.0).split(sizes, dim=1)), out_lengths
+    return [b.act(b.norm(part, mask)).masked_fill(~mask, 0.0) for b, part in zip(blocks, y.split(sizes, dim=1))], out_lengths
+
+
+def _stackable(blocks) -> bool:
+    """Whether shared_input_convs computes these blocks: plain ConvNormAct1d of one kernel size and stride."""
+    first = blocks[0]
+    return all(
+        type(b) is ConvNormAct1d and type(b.conv) is nn.Conv1d and b.conv.bias is None and b.conv.groups == 1 and b.conv.dilation == (1,)
+        and b.conv.padding_mode == "zeros" and (b.kernel_size, b.stride, b.padding, b.conv.in_channels) == (first.kernel_size, first.stride, first.padding, first.conv.in_channels)
+        for b in blocks
+    )
 
 
 def masked_max_pool1d(x, lengths, kernel_size: int = 3, stride: int = 1):
@@ -223,9 +282,17 @@ class InceptionBlock1d(nn.Module):
         return self.branch1.output_lengths(lengths)
 
     def forward(self, x, lengths):
-        y1, out_lengths = self.branch1(x, lengths)
-        y3, _ = self.branch3(*self.branch3_reduce(x, lengths))
-        y5, _ = self.branch5(*self.branch5_reduce(x, lengths))
+        # training: the 1x1 convs that read x with the same stride run as one (shared_input_convs)
+        shared = [self.branch3_reduce, self.branch5_reduce] + ([self.branch1] if self.stride == 1 else [])
+        if differentiating(self) and _stackable(shared):
+            (r3, r5, *y1), reduced = shared_input_convs(shared, x, lengths)
+            y1, out_lengths = (y1[0], reduced) if y1 else self.branch1(x, lengths)
+            y3, _ = self.branch3(r3, reduced)
+            y5, _ = self.branch5(r5, reduced)
+        else:
+            y1, out_lengths = self.branch1(x, lengths)
+            y3, _ = self.branch3(*self.branch3_reduce(x, lengths))
+            y5, _ = self.branch5(*self.branch5_reduce(x, lengths))
         pooled, pool_lengths = masked_max_pool1d(x, lengths, 3, self.stride)
         yp, _ = self.pool_proj(pooled, pool_lengths)
         y = torch.cat([y1, y3, y5, yp], dim=1)  # (B, out_channels, T')
@@ -256,8 +323,56 @@ class ModalityFusion(nn.Module):
         )
 
     def forward(self, x):
-        parts = [self.proj[name](x[..., sl]) for name, sl in self.slices.items()]  # each (B, T, modality_dim)
+        if differentiating(self):  # training: the same function, cheaper to differentiate (_folded)
+            parts = [self._folded(self.proj[name], x[..., sl]) for name, sl in self.slices.items()]
+        else:  # the modules themselves, which the harness watches one by one (its probes run without gradients)
+            parts = [self.proj[name](x[..., sl]) for name, sl in self.slices.items()]  # each (B, T, modality_dim)
         return self.mix(torch.cat(parts, dim=-1))  # (B, T, fusion_dim)
+
+    @staticmethod
+    def _folded(proj: nn.Sequential, x):
+        """proj = LayerNorm then Linear, computed as Linear(gamma * xhat + beta) = xhat @ (W gamma)^T + (W beta + b):
+        the same function of the same parameters, with the LayerNorm's affine folded into the
+        Linear's weight. Training pays for it once, in the weight gradient (xhat^T g, from which
+        the gradients of W, gamma and beta follow as [modality_dim, width] products), where the
+        unfolded form also multiplies the output gradient back through W to reach gamma and beta
+        (an [frames, width] product and the LayerNorm's backward); up to 4887 columns a frame, the
+        largest matmuls of the model."""
+        norm, linear = proj[0], proj[1]
+        xhat = F.layer_norm(x, norm.normalized_shape, eps=norm.eps)
+        if norm.weight is None:
+            return linear(xhat)
+        weight = linear.weight * norm.weight
+        bias = linear.weight @ norm.bias if norm.bias is not None else None
+        if linear.bias is not None:
+            bias = linear.bias if bias is None else bias + linear.bias
+        return F.linear(xhat, weight, bias)
+
+
+def lstm_by_direction(lstm: nn.LSTM, x, lengths):
+    """A one-layer bidirectional batch-first nn.LSTM over padded x [B, T, C] with these lengths,
+    as pack_padded_sequence -> lstm -> pad_packed_sequence computes it ([B, T, 2 * hidden], 0 on
+    padded frames), run direction by direction on the padded batch: forward over x as it is (each
+    sample's padding comes after its valid frames, so never reaches them), backward over each
+    sample reversed within its own length (its padding again last), reversed back. Two fused RNN
+    calls (oneDNN on CPU), where the packed sequence runs a loop of small ops a time step (some 2,700
+    a training step forward and backward). Training only (I3DTeacher.forward_features): without
+    gradients the module runs as it is, packed, which is what the harness watches."""
+    batch, steps, _ = x.shape
+    t = torch.arange(steps, device=x.device)[None, :]
+    length = lengths.to(x.device)[:, None]
+    valid = t < length  # (B, T)
+    order = torch.where(valid, length - 1 - t, t)[:, :, None]  # reverses each sample's valid frames, padding kept in place
+    h0 = x.new_zeros(1, batch, lstm.hidden_size)
+    out = []
+    for suffix, seq in (("", x), ("_reverse", None)):
+        # nn.LSTM's flat order: w_ih, w_hh (, b_ih, b_hh)
+        weights = [getattr(lstm, f"{kind}_{part}_l0{suffix}") for kind in ("weight", "bias")[: 1 + bool(lstm.bias)] for part in ("ih", "hh")]
+        if seq is None:
+            seq = x.gather(1, order.expand_as(x))
+        y, _, _ = torch.lstm(seq, (h0, h0), weights, lstm.bias, 1, 0.0, lstm.training, False, True)
+        out.append(y if suffix == "" else y.gather(1, order.expand_as(y)))
+    return torch.cat(out, dim=-1).masked_fill(~valid[:, :, None], 0.0)
 
 
 class I3DTeacher(nn.Module):
@@ -301,14 +416,27 @@ class I3DTeacher(nn.Module):
         """(x [B, T, F], lengths [B]) -> (feats [B, T', 2 * lstm_hidden], out_lengths [B]); padded frames are 0."""
         check_inputs(self, x, lengths)
         lengths = lengths.long()
-        # masking at entry: padded frames contribute nothing and receive exactly zero gradient
-        x = x.masked_fill(~pad_mask(lengths, x.shape[1])[:, :, None], 0.0)
-        h = self.fusion(x)  # (B, T, fusion_dim)
-        h = h.masked_fill(~pad_mask(lengths, h.shape[1])[:, :, None], 0.0).transpose(1, 2)  # (B, fusion_dim, T)
+        valid = pad_mask(lengths, x.shape[1])  # (B, T)
+        if differentiating(self):
+            # training: the fusion (per frame) runs on the valid frames alone, gathered in one copy;
+            # padded frames are exactly 0 after it and receive zero gradient
+            rows = valid.reshape(-1).nonzero().squeeze(1)  # the valid frames of the [B * T] flattened batch
+            h = self.fusion(x.reshape(-1, x.shape[-1]).index_select(0, rows))  # (N valid frames, fusion_dim)
+            h = h.new_zeros(valid.numel(), h.shape[-1]).index_copy(0, rows, h).view(*valid.shape, h.shape[-1])  # (B, T, fusion_dim)
+        else:
+            # masking at entry: padded frames contribute nothing and receive exactly zero gradient
+            x = x.masked_fill(~valid[:, :, None], 0.0)
+            h = self.fusion(x)  # (B, T, fusion_dim)
+            h = h.masked_fill(~valid[:, :, None], 0.0)
+        h = h.transpose(1, 2)  # (B, fusion_dim, T)
         h, lengths = self.stem(h, lengths)  # (B, conv_dim, T/2)
         for block in self.blocks:
             h, lengths = block(h, lengths)  # (B, conv_dim, T/4) after the strided block
         h = h.transpose(1, 2)  # (B, T', conv_dim)
+        lstm = self.lstm
+        if differentiating(self) and (lstm.num_layers, lstm.bidirectional, lstm.batch_first, lstm.proj_size) == (1, True, True, 0) \
+                and not torch.is_autocast_enabled(h.device.type):  # (under autocast the fused RNN would run in bf16: as written)
+            return lstm_by_direction(lstm, h, lengths), lengths  # (B, T', 2 * hidden)
         packed = pack_padded_sequence(h, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
         feats, _ = pad_packed_sequence(out, batch_first=True, total_length=h.shape[1])  # (B, T', 2 * hidden)
