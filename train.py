@@ -235,16 +235,16 @@ def data_profile(cfg: TrainConfig, data: training.DataBundle, ckpt: dict | None,
     speed, position, z scale), stored in every checkpoint and as OUTPUT_DIR/data_profile.json:
     `profile` (the gate's, read off its scan), else profiled here (--skip-gate, or a rank that
     did not run the gate). A resumed run compares it with the profile it began on and says when
-    the data changed. None for a user dataset without a corpus in this project's format."""
-    if data.corpus is None:
-        return None
+    the data changed. A user's dataset without a corpus in this project's format gets the profile
+    of what it yields (data/profile.py: profile_dataset: lengths, width, column moments)."""
+    from data.profile import profile_dataset
     from harness.checks.drift import check_drift
     from harness.findings import PASS, SKIP
     from harness.profile import profile_corpus
     from harness.thresholds import resolve
 
     if profile is None:
-        profile = profile_corpus(data.corpus.dir, split="train")
+        profile = profile_corpus(data.corpus.dir, split="train") if data.corpus is not None else profile_dataset(data.splits["train"], "train")
     before = (ckpt or {}).get("data_profile")
     if before is not None:
         changed = (before.get("samples"), before.get("frames")) != (profile.get("samples"), profile.get("frames"))
@@ -326,7 +326,7 @@ class Run:
     global_step: int = 0
     best_wer: float = float("inf")  # lowest greedy WER of the epoch lines so far (best.pt's)
     metrics: list = field(default_factory=list)  # one row a finished epoch, as in metrics.jsonl
-    data_profile: dict | None = None  # the train split's profile (harness/profile.py), None without a corpus
+    data_profile: dict | None = None  # the train split's profile (harness/profile.py; a user's dataset: data/profile.py: profile_dataset)
 
     @property
     def select_split(self) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from data.profile import HANDS
+from data.profile import DATASET_KIND, HANDS
 
 # The drift thresholds, with the harness' other thresholds in harness/thresholds.py (the same
 # values under the same names; a run's `thresholds` table overrides both). Set from real data:
@@ -55,6 +55,22 @@ DEFAULTS = {
     "drift_tempo_ratio": 1.5,
     "drift_z_ratio": 5.0,
     "drift_position_psi": 1.0,
+    # what a user's dataset yields (profiles of kind "dataset"): its features' scale (median
+    # column std, new / training), the share of columns whose mean moved by more than
+    # drift_shift_std training stds, the length PSI, the share of values not finite (new - training).
+    # Set on the same Kaggle re-splits (seeds 0-9), the clips yielded as [T, 1629] landmarks with
+    # NaN -> 0 and as this project's [T, 6516] body-normalized features:
+    #   scale ratio     re-splits 1.75 max -> outside 1/3..3     (x/y in pixels, raw: >= 293)
+    #   shifted share   re-splits 0.0 max  -> above 0.15         (z x250: >= 0.28 raw and body;
+    #                                                             signer 0.25 of the frame aside, raw: >= 0.30)
+    #   length PSI      re-splits 0.48 max -> above 1.0          (frames doubled: 0.54..1.83, named in some seeds)
+    # A mirror or hand dropout of filled landmarks is not named here (no landmark semantics in a
+    # dataset's features: a corpus profile names them); a body-normalized input ignores pixels and position.
+    "drift_scale_ratio": 3.0,
+    "drift_shift_std": 2.0,
+    "drift_shift_share": 0.15,
+    "drift_length_psi": 1.0,
+    "drift_nonfinite": 0.01,
 }
 
 DRIFT, NONE, SKIPPED = "drift", "none", "skipped"
@@ -190,6 +206,8 @@ def compare(reference: dict, new: dict, thresholds: dict | None = None, mode: st
     normalization when known (a checkpoint's), which words the fixes (a body-centred input
     already drops where the signer stands)."""
     t = resolve(thresholds)
+    if DATASET_KIND in (reference.get("kind"), new.get("kind")):
+        return compare_datasets(reference, new, t, mode)
     n_ref, n_new, least = reference.get("samples", 0), new.get("samples", 0), t["drift_min_samples"]
     counts = {"reference": n_ref, "new": n_new}
     if mode == "auto":
@@ -413,3 +431,97 @@ class _Judge:
             rows.append({"key": key, "group": group, "measure": measure, "score": score, "threshold": threshold, "verdict": verdict,
                          "finding": finding})
         return rows
+
+
+# ----------------------------------------------------------------------------- what a dataset yields
+
+DATASET_FIX = {
+    "width": "build the new data's features as training did (the same dataset class, modalities and options)",
+    "scale": "apply the training's normalization to the new data (the same dataset class, its statistics from the train split)",
+    "shift": "compare the two pipelines column by column (python -m harness drift --html plots them); if the new data is right, train on some of it",
+    "length": "resample the new data to the training's frame rate; check the segmentation (where samples start and end)",
+    "nonfinite": "impute missing landmarks as training did (data.normalize.impute), or fix the extraction",
+}
+
+
+def dataset_scores(reference: dict, new: dict, t: dict) -> dict:
+    """The scores of two "dataset" profiles of the same width: per-column shift (|new mean -
+    training mean| / training std, NaN where the training column is constant), the scale ratio
+    (median over non-constant columns of new std / training std), the share of shifted columns,
+    the length PSI and the non-finite difference."""
+    rm, rs = np.asarray(reference["columns"]["mean"]), np.asarray(reference["columns"]["std"])
+    nm, ns = np.asarray(new["columns"]["mean"]), np.asarray(new["columns"]["std"])
+    live = rs > 1e-6 * max(float(rs.max(initial=0.0)), 1e-12)  # columns that vary in training
+    shift = np.full(len(rs), np.nan)
+    shift[live] = np.abs(nm[live] - rm[live]) / rs[live]
+    s = {
+        "scale.ratio": float(np.median(ns[live] / rs[live])) if live.any() else None,
+        "shift.share": float(np.mean(shift[live] > t["drift_shift_std"])) if live.any() else None,
+        "shift.median": float(np.median(shift[live])) if live.any() else None,
+        "length.ratio": _median(new, "length") / _median(reference, "length"),
+        "length.psi": psi(values(reference, "length"), values(new, "length")),
+        "nonfinite.diff": new.get("nonfinite", 0.0) - reference.get("nonfinite", 0.0),
+    }
+    s = {k: (None if v is None or not np.isfinite(v) else round(float(v), 4)) for k, v in s.items()}
+    return s, shift
+
+
+def column_shift(reference: dict, new: dict, t: dict | None = None) -> np.ndarray:
+    """Per feature column: |new mean - training mean| / training std (NaN where training is constant)."""
+    return dataset_scores(reference, new, resolve(t))[1]
+
+
+def compare_datasets(reference: dict, new: dict, t: dict, mode: str = "auto") -> Drift:
+    """Two profiles of what a dataset yields (data/profile.py: profile_dataset). The corpus mode
+    judges width, scale, shifted columns, length and non-finite values; the sample mode (one
+    input or a few) width, scale and non-finite values only (one sample's column means and
+    lengths say little)."""
+    n_ref, n_new, least = reference.get("samples", 0), new.get("samples", 0), t["drift_min_samples"]
+    counts = {"reference": n_ref, "new": n_new}
+    if mode == "auto":
+        mode = "corpus" if min(n_ref, n_new) >= least else "sample"
+    kinds = reference.get("kind", "landmarks"), new.get("kind", "landmarks")
+    if kinds[0] != kinds[1]:
+        return Drift(SKIPPED, mode, counts, reason=f"the training profile is of {kinds[0]}, the new data's of {kinds[1]}: "
+                                                   "profile both the same way (a corpus, or the same dataset)")
+    if n_ref < least or n_new < (least if mode == "corpus" else 1):
+        reason = (f"too few samples to compare: {n_new} new vs {n_ref} in training (need {least} each; threshold drift_min_samples)"
+                  if mode == "corpus" or n_ref < least else "no sample with frames to compare")
+        return Drift(SKIPPED, mode, counts, reason=reason)
+    fired, rows = [], []
+
+    def row(key, measure, score, threshold, text=None):
+        if text:
+            fired.append({"group": key, "score": score, "text": text, "fix": DATASET_FIX[key]})
+        verdict = "skipped" if threshold == "skipped" else "drift" if text else "n/a" if score is None else "ok"
+        rows.append({"key": key, "group": key, "measure": measure, "score": score, "verdict": verdict,
+                     "threshold": f"needs {least}+ samples" if verdict == "skipped" else threshold,
+                     "finding": f"{text}; fix: {DATASET_FIX[key]}" if text else ""})
+
+    if reference["width"] != new["width"]:
+        row("width", "features a frame, new vs training", new["width"], f"= {reference['width']}",
+            f"features have F={new['width']} a frame vs {reference['width']} in training")
+        return Drift(DRIFT, mode, counts, fired, {"width": new["width"]}, {"width": new["width"]}, rows)
+    s, _ = dataset_scores(reference, new, t)
+    r, k = t["drift_scale_ratio"], t["drift_shift_std"]
+    scale = s["scale.ratio"]
+    row("scale", "feature scale (median column std), new / training", scale, f"outside {1 / r:.3g}..{r:g}",
+        None if scale is None or _between(scale, 1 / r, r) else f"features {scale:.3g}x the training scale (median column std): other units or another normalization")
+    share = s["shift.share"]
+    if mode == "corpus":
+        row("shift", f"share of columns whose mean moved > {k:g} training stds", share, f"above {t['drift_shift_share']:g}",
+            f"{share:.0%} of feature columns moved by more than {k:g} training stds: another pre-processing, camera set-up or signer population"
+            if share is not None and share > t["drift_shift_share"] else None)
+        lp = s["length.psi"]
+        row("length", "sample length (frames), PSI", lp, f"above {t['drift_length_psi']:g}",
+            f"sample lengths differ (median {_median(new, 'length'):.0f} vs {_median(reference, 'length'):.0f} frames, PSI {lp:.2f}): another frame rate or segmentation"
+            if lp is not None and lp > t["drift_length_psi"] else None)
+    else:
+        row("shift", f"share of columns whose mean moved > {k:g} training stds", None, "skipped")
+        row("length", "sample length (frames), PSI", None, "skipped")
+    nf = s["nonfinite.diff"]
+    row("nonfinite", "share of values not finite, new - training", nf, f"above {t['drift_nonfinite']:g}",
+        f"NaN/Inf in {new['nonfinite']:.1%} of values vs {reference['nonfinite']:.1%} in training"
+        if nf is not None and nf > t["drift_nonfinite"] else None)
+    groups = {"scale_ratio": scale, "shift_share": share, "length_psi": s["length.psi"], "nonfinite_diff": nf}
+    return Drift(DRIFT if fired else NONE, mode, counts, fired, s, groups, rows)

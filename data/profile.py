@@ -65,6 +65,13 @@ class SampleMeasures:
     error: str = ""
 
 
+def block_motion(points: np.ndarray) -> float:
+    """Mean |x/y step| between consecutive frames of [T, N, 3] landmarks where both frames have
+    the landmark; 0 when no landmark is seen in two consecutive frames."""
+    step = np.abs(np.diff(points[:, :, :2], axis=0))  # NaN where either frame lacks the landmark
+    return float(np.nanmean(step)) if np.isfinite(step).any() else 0.0
+
+
 def measure_sample(raw, sample_id: str = "", max_abs_coordinate: float = MAX_ABS_COORDINATE, max_abs_z: float = MAX_ABS_Z) -> SampleMeasures:
     """The measurements of one sample's landmarks: [T, 1629] raw (NaN where not detected) or
     [T, 6516] features (their raw block), float32 or float16."""
@@ -77,8 +84,7 @@ def measure_sample(raw, sample_id: str = "", max_abs_coordinate: float = MAX_ABS
     for name, block, _ in LAYOUT.landmark_blocks:
         first, last = block.start // COORDS, block.stop // COORDS
         m.missing[name] = float(undetected[:, first:last].mean())
-        step = np.abs(np.diff(points[:, first:last, :2], axis=0))  # NaN where either frame lacks the landmark
-        m.motion[name] = float(np.nanmean(step)) if np.isfinite(step).any() else 0.0
+        m.motion[name] = block_motion(points[:, first:last])
     body = points[:, LAYOUT.pose.start // COORDS : LAYOUT.pose.stop // COORDS, :2].reshape(-1, 2)
     body = body[np.isfinite(body).all(axis=1)]
     m.center = (float(np.median(body[:, 0])), float(np.median(body[:, 1]))) if len(body) else None
@@ -93,6 +99,24 @@ def measure_sample(raw, sample_id: str = "", max_abs_coordinate: float = MAX_ABS
         else:
             m.max_abs, m.pixel_fraction = peak, beyond
     return m
+
+
+def leading_hand(left_motion: float, right_motion: float, hand_lead: float = HAND_LEAD) -> str | None:
+    """"left_hand" or "right_hand" when that hand leads a sample (moves `hand_lead` x as much as the
+    other, or alone), None when neither does or no hand moves. Motions as SampleMeasures.motion."""
+    a, b = float(left_motion or 0.0), float(right_motion or 0.0)
+    if a + b <= 0 or max(a, b) < hand_lead * min(a, b):
+        return None
+    return "right_hand" if b > a else "left_hand"
+
+
+def sample_leading_hand(raw, hand_lead: float = HAND_LEAD) -> str | None:
+    """leading_hand of one sample's landmarks ([T, 1629] raw or [T, 6516] features), from the hand
+    motion measure_sample takes."""
+    data = np.asarray(raw, dtype=np.float32)
+    points = data[:, :RAW_DIM].reshape(data.shape[0], -1, COORDS)
+    left, right = (block_motion(points[:, b.start // COORDS : b.stop // COORDS]) for b in (LAYOUT.left_hand, LAYOUT.right_hand))
+    return leading_hand(left, right, hand_lead)
 
 
 # ----------------------------------------------------------------------------- a set of samples
@@ -115,7 +139,7 @@ def profile_of(samples, fps_by_id: dict, split: str = "all", hand_lead: float = 
     when_seen = {b: (float(sum((1.0 - f.missing[b]) * f.frames for f in fs) / sum(f.frames for f in fs)) if fs else None) for b, fs in seen.items()}
     both = [(f.motion.get("left_hand", 0.0), f.motion.get("right_hand", 0.0)) for f in files]
     moving = [(a, b) for a, b in both if a + b > 0]
-    led = [(a, b) for a, b in moving if max(a, b) >= hand_lead * min(a, b)]
+    led = [(a, b) for a, b in moving if leading_hand(a, b, hand_lead)]
     known = [x for x in (fps_by_id.get(f.id) for f in files) if x]
     centers = [f.center for f in files if f.center is not None]
     return {
@@ -176,6 +200,65 @@ def profile_corpus(corpus_dir, split: str | None = None, hand_lead: float = HAND
 def profile_sample(raw, fps: float | None = None, hand_lead: float = HAND_LEAD, name: str = "input") -> dict:
     """The profile of one sample (a recognize input): its frame rate, if known, as its fps."""
     return profile_of([measure_sample(raw, name)], {name: fps}, "input", hand_lead)
+
+
+# ----------------------------------------------------------------------------- what a dataset yields
+
+# A user's dataset yields its own features, after its own processing (imputed, normalized, of
+# any width): landmark measures (presence, which hand leads, position) do not read there. Its
+# profile ("kind": "dataset") holds what any features show: sample lengths, the width, each
+# column's mean and std over the split's frames (finite values), and the share of values not
+# finite. data/drift.py compares two such profiles.
+DATASET_KIND = "dataset"
+# items a dataset profile reads at most, evenly spread over the split (each is a __getitem__ of
+# the user's dataset: loading and processing one sample)
+DATASET_MAX_SAMPLES = 2000
+
+
+def profile_dataset(dataset, split: str = "train", max_samples: int | None = DATASET_MAX_SAMPLES) -> dict:
+    """The profile of what `dataset` yields: dataset[i].features ([T, F] array or tensor; a
+    model.components.ExternalDataset, or any dataset whose items have .features), at most
+    `max_samples` items evenly spread over the split (None: all). Per-column moments are taken
+    in float64 over the finite values."""
+    n = len(dataset)
+    picks = range(n) if max_samples is None or max_samples >= n else np.linspace(0, n - 1, max_samples).round().astype(int)
+    lengths, width = [], None
+    total = total_sq = counts = None
+    nonfinite = values_seen = 0
+    for i in picks:
+        x = dataset[int(i)].features
+        x = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64)
+        if x.ndim != 2 or not x.shape[0]:
+            continue
+        if width is None:
+            width = x.shape[1]
+            total, total_sq, counts = np.zeros(width), np.zeros(width), np.zeros(width)
+        elif x.shape[1] != width:
+            raise ValueError(f"{split} item {int(i)}: features have F={x.shape[1]} per frame, other items {width}: every item needs the same width")
+        finite = np.isfinite(x)
+        nonfinite += int(x.size - finite.sum())
+        values_seen += x.size
+        x = np.where(finite, x, 0.0)
+        total += x.sum(axis=0)
+        total_sq += (x * x).sum(axis=0)
+        counts += finite.sum(axis=0)
+        lengths.append(x.shape[0])
+    mean = np.divide(total, counts, out=np.zeros_like(total), where=counts > 0) if width else np.zeros(0)
+    var = np.divide(total_sq, counts, out=np.zeros_like(total), where=counts > 0) - mean * mean if width else np.zeros(0)
+    return {
+        "version": VERSION,
+        "kind": DATASET_KIND,
+        "split": split,
+        "samples": len(lengths),
+        "frames": int(sum(lengths)),
+        "width": width or 0,
+        "length": distribution(lengths),
+        "columns": {  # per feature column over the split's frames (finite values; 0 where none)
+            "mean": [float(f"{v:.6g}") for v in mean],
+            "std": [float(f"{v:.6g}") for v in np.sqrt(np.maximum(var, 0.0))],
+        },
+        "nonfinite": nonfinite / values_seen if values_seen else 0.0,
+    }
 
 
 # ----------------------------------------------------------------------------- reading one

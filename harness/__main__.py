@@ -3,7 +3,7 @@
     python -m harness check   [--config FILE] [--data-dir DIR] [--only CHECK ...] [--html FILE] [--json FILE] [--all-methods] [pytest args...]
     python -m harness overfit [--config FILE] [--data-dir DIR] [--html FILE] [--json FILE] [--gpu] [pytest args...]
     python -m harness replay  FILE [--config FILE]
-    python -m harness drift   --reference REF --data DIR [--split S] [--json OUT] [--html OUT]
+    python -m harness drift   --reference REF (--data DIR | --config FILE) [--split S] [--json OUT] [--html OUT]
 
 `check` runs the compat and smoke checks (`--only` names the checks to run, e.g. `--only contract
 model_input padding`), `overfit` the overfit run, of the configuration (the file train.py reads;
@@ -11,8 +11,9 @@ its model, dataset and batch_transform may be the user's own), prints the findin
 failed check with its cause, samples and hint) and exits 1 when a check fails, 0 when none does.
 Other arguments go to pytest (e.g. `-n 2`, `-k forward`).
 
-`drift` compares a corpus (all splits, or --split) with what a model was trained on: REF is a
-profile JSON (harness/profile.py), a corpus directory (its train split) or a checkpoint .pt with a
+`drift` compares a corpus (all splits, or --split), or a configuration's data (--config: its
+corpus, or what its dataset yields), with what a model was trained on: REF is a profile JSON
+(harness/profile.py), a corpus directory (its train split) or a checkpoint .pt with a
 "data_profile" entry. --html writes a page with a table of the feature groups (score, threshold,
 verdict, named finding) and one plot a drifted group, training vs new. Exit 0 no drift, 1 drift
 named, 2 bad arguments.

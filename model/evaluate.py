@@ -198,16 +198,20 @@ def report(ev: Evaluation, top: int = 10) -> str:
 def split_drift(trained: Trained, data, split: str) -> Drift | None:
     """The split against the checkpoint's data profile (data/drift.py: compare, corpus mode from
     drift_min_samples samples, else sample mode), thresholds overridden by the checkpoint's
-    configuration. None when the checkpoint carries no profile or the data is no corpus; ValueError
-    naming the checkpoint when its profile does not read."""
+    configuration; a user's dataset is profiled by what it yields (data/profile.py: profile_dataset).
+    None when the checkpoint carries no profile; ValueError naming the checkpoint when its profile
+    does not read."""
     from data.drift import compare, resolve
-    from data.profile import HAND_LEAD, checkpoint_profile, profile_records
+    from data.profile import HAND_LEAD, checkpoint_profile, profile_dataset, profile_records
 
     reference = checkpoint_profile(trained.path)
-    if reference is None or data.corpus is None:
+    if reference is None:
         return None
-    records = [r for r in data.corpus.records if r.split == split]
-    new = profile_records(data.corpus, records, split, hand_lead=reference.get("lead", {}).get("hand_lead", HAND_LEAD))
+    if data.corpus is None:
+        new = profile_dataset(data.splits[split], split)
+    else:
+        records = [r for r in data.corpus.records if r.split == split]
+        new = profile_records(data.corpus, records, split, hand_lead=reference.get("lead", {}).get("hand_lead", HAND_LEAD))
     return compare(reference, new, resolve(trained.cfg.thresholds), mode="auto", normalize=trained.cfg.normalize)
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from data.augment import mirror
 from data.corpus import Corpus, SampleRecord, atomic_save_npy, load_features, write_manifest
-from data.layout import LAYOUT
+from data.layout import LAYOUT, RAW_DIM
 from harness.checks.drift import check_drift, psi
 from harness.findings import PASS, SKIP, WARN
 from harness.profile import profile_corpus, profile_from_scan
@@ -495,3 +495,125 @@ def test_the_model_commands_drift_without_the_harness(trained, tmp_path):
     p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert p.stdout.count("drift: z ") == 2 and "drift: fps 50 vs 25 in training" in p.stdout
+
+
+# ----------------------------------------------------------------------------- what a user's dataset yields
+
+
+class Yields:
+    """A user's dataset as the profile reads it: items with .features ([T, F])."""
+
+    def __init__(self, arrays):
+        self.arrays = arrays
+
+    def __len__(self):
+        return len(self.arrays)
+
+    def __getitem__(self, i):
+        return dataclasses.make_dataclass("Item", ["features"])(self.arrays[i])
+
+
+def _filled(raw):  # a user's dataset that fills undetected landmarks with 0
+    return np.nan_to_num(np.asarray(raw, dtype=np.float32), nan=0.0)
+
+
+def _pixels(raw, rng):  # x, y in pixels of a 640 x 480 frame
+    out = np.array(raw, dtype=np.float32)
+    out[:, 0::3] *= 640
+    out[:, 1::3] *= 480
+    return out
+
+
+def _dataset_resplit(corpus_dir, seed, drift=None, form=_filled):
+    from data.profile import profile_dataset
+
+    corpus = Corpus(corpus_dir)
+    raws = {r.id: np.asarray(load_features(corpus.file(r)), dtype=np.float32)[:, : RAW_DIM] for r in corpus.records}
+    rng = np.random.default_rng(seed)
+    new_ids = set(rng.choice(sorted(raws), size=N_NEW, replace=False))
+    ref = profile_dataset(Yields([form(x) for i, x in raws.items() if i not in new_ids]))
+    new = profile_dataset(Yields([form(drift(x, rng) if drift else x) for i, x in raws.items() if i in new_ids]), "new")
+    return ref, new
+
+
+@pytest.mark.real_data
+def test_dataset_profiles_name_no_drift_on_resplits_and_name_each_synthetic_one(kaggle):
+    """What a user's dataset yields (landmarks, undetected ones filled with 0): no finding on 10
+    re-splits of the same signers; z in other units and a signer standing elsewhere move the
+    columns' means, pixels the scale (data/drift.py: compare_datasets)."""
+    from data.drift import compare
+
+    for seed in SEEDS:
+        ref, new = _dataset_resplit(kaggle["plain"], seed)
+        d = compare(ref, new)
+        assert d.status == "none" and d.mode == "corpus", (seed, d.summary)
+    for drift, groups in ((z_units, {"shift"}), (elsewhere, {"shift"}), (_pixels, {"scale", "shift"})):
+        for seed in SEEDS[:3]:
+            d = compare(*_dataset_resplit(kaggle["plain"], seed, drift))
+            assert {f["group"] for f in d.fired} == groups, (drift.__name__, seed, d.summary)
+    d = compare(*_dataset_resplit(kaggle["plain"], 0, _pixels))
+    assert "training scale (median column std): other units or another normalization" in d.summary
+    assert "apply the training's normalization" in d.hint
+
+
+def test_dataset_profile_width_nonfinite_sample_mode_and_kinds():
+    from data.drift import compare
+    from data.profile import profile_dataset, profile_sample
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(size=(int(rng.integers(20, 60)), 12)).astype(np.float32) for _ in range(30)]
+    ref = profile_dataset(Yields(arrays))
+    assert (ref["kind"], ref["samples"], ref["width"], ref["frames"]) == ("dataset", 30, 12, sum(len(a) for a in arrays))
+    every = np.concatenate(arrays).astype(np.float64)
+    assert np.allclose(ref["columns"]["mean"], every.mean(0), atol=1e-5) and np.allclose(ref["columns"]["std"], every.std(0), atol=1e-5)
+    assert json.loads(json.dumps(ref)) == ref
+    same = profile_dataset(Yields([rng.normal(size=(int(rng.integers(20, 60)), 12)).astype(np.float32) for _ in range(12)]))
+    assert compare(ref, same).status == "none"
+    # another width: named, nothing else judged
+    wide = profile_dataset(Yields([np.zeros((30, 13), np.float32)] * 10))
+    d = compare(ref, wide)
+    assert [f["group"] for f in d.fired] == ["width"] and "F=13 a frame vs 12 in training" in d.summary
+    # NaN where training had none
+    holes = [a.copy() for a in arrays[:10]]
+    for a in holes:
+        a[::3, :4] = np.nan
+    d = compare(ref, profile_dataset(Yields(holes)))
+    share = sum(np.isnan(a).sum() for a in holes) / sum(a.size for a in holes)
+    assert [f["group"] for f in d.fired] == ["nonfinite"] and f"NaN/Inf in {share:.1%} of values vs 0.0% in training" in d.summary, d.summary
+    # one sample: its scale is judged, its column means and length are not
+    d = compare(ref, profile_dataset(Yields([arrays[0] * 100])))
+    assert d.mode == "sample" and [f["group"] for f in d.fired] == ["scale"]
+    assert {r["key"]: r["verdict"] for r in d.rows} == {"scale": "drift", "shift": "skipped", "length": "skipped", "nonfinite": "ok"}
+    assert compare(ref, profile_dataset(Yields([arrays[0]]))).status == "none"
+    # a landmark profile against a dataset's: not compared, saying why
+    d = compare(ref, profile_sample(np.zeros((20, RAW_DIM), np.float32)))
+    assert d.status == "skipped" and "profile both the same way" in d.reason
+    # at most max_samples items, evenly spread
+    assert profile_dataset(Yields(arrays), max_samples=5)["samples"] == 5
+
+
+def test_cli_compares_what_a_configured_dataset_yields(tmp_path, capsys):
+    """`python -m harness drift --config`: a user's dataset (tests/outside/incident_native, no
+    corpus) profiled by what it yields, against its own train split and against a reference
+    of another width."""
+    from data.profile import profile_dataset
+    from harness.checks.drift import run_drift
+    from model.config import load_config
+    from model.training import build_data
+
+    config = REPO / "tests" / "outside" / "incident_native" / "harness.toml"
+    train = profile_dataset(build_data(load_config(config)).splits["train"], "train")
+    ref = tmp_path / "train_profile.json"
+    ref.write_text(json.dumps(train))
+    assert run_drift(["--reference", str(ref), "--config", str(config), "--split", "train"]) == 0
+    out = capsys.readouterr().out
+    assert f"[PASS] drift: {train['samples']} new samples (dataset " in out and "no drift" in out, out
+    other = tmp_path / "other_width.json"
+    other.write_text(json.dumps(dict(train, width=train["width"] + 1)))
+    assert run_drift(["--reference", str(other), "--config", str(config)]) == 1
+    assert f"features have F={train['width']} a frame vs {train['width'] + 1} in training" in capsys.readouterr().out
+    # 6 test items: below drift_min_samples, skipped saying so (exit 0: nothing named)
+    assert run_drift(["--reference", str(ref), "--config", str(config), "--split", "test"]) == 0
+    assert "[SKIP] drift: 6 new samples" in capsys.readouterr().out
+    assert run_drift(["--reference", str(ref), "--data", str(tmp_path), "--config", str(config)]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -165,9 +165,14 @@ def test_train_py_trains_the_native_setup_behind_the_gate(tmp_path):
     assert ckpt["model_name"] == "native_net:make_net" and ckpt["model_args"]["vocab_size"] == 13
     assert ckpt["config"]["blank"] == 12 and ckpt["config"]["output_layout"] == "TBV" and ckpt["config"]["train_step"] == "native_loop:train_step"
     assert ckpt["vocab"] == [g for g in (NATIVE / "vocab.txt").read_text().split() if g != "<blank>"]
+    # what the user's dataset yields is the profile the model travels with (no corpus to profile)
+    profile = ckpt["data_profile"]
+    assert profile["kind"] == "dataset" and profile["width"] == len(profile["columns"]["mean"]) and profile["samples"] > 0
 
     dev_line = re.search(r"^dev WER .*$", out, re.M).group(0)
     ev = subprocess.run([sys.executable, "-m", "model.evaluate", str(last), "--split", "dev", "--beam_width", "1", "--threads", "1"],
                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert ev.returncode == 0, ev.stdout[-2000:] + ev.stderr[-2000:]
     assert dev_line in ev.stdout, (dev_line, ev.stdout)
+    # the dev split against the profile of what the dataset yielded in training (6 items: what one sample shows)
+    assert f"drift: none against the training data (6 dev samples vs {profile['samples']} in training)" in ev.stdout, ev.stdout

@@ -157,8 +157,42 @@ def load_reference(ref) -> dict:
         raise ValueError(f"--reference {ref}: {exc}" if str(ref) not in str(exc) else str(exc)) from None
 
 
+def config_profile(path, split: str | None = None) -> tuple[dict, str]:
+    """The profile of a training configuration's data, one split or all: its corpus as a corpus,
+    a user's dataset by what it yields (data/profile.py: profile_dataset); and what it is, for messages."""
+    from data.profile import profile_dataset
+    from harness.profile import profile_corpus
+    from model.config import load_config
+    from model.training import build_data
+
+    data = build_data(load_config(path))
+    if data.corpus is not None:
+        return profile_corpus(data.corpus.dir, split), str(data.corpus.dir)
+    if split is not None and split not in data.splits:
+        raise ValueError(f"--split {split}: the dataset of {path} has no {split} split (it has {', '.join(data.splits)})")
+    names = [split] if split else list(data.splits)
+    return profile_dataset(_Chain([data.splits[n] for n in names]), split or "all"), data.source
+
+
+class _Chain:
+    """Several datasets read as one (the splits of a user's dataset)."""
+
+    def __init__(self, parts):
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def __getitem__(self, i: int):
+        for part in self.parts:
+            if i < len(part):
+                return part[i]
+            i -= len(part)
+        raise IndexError(i)
+
+
 def run_drift(argv) -> int:
-    """`python -m harness drift --reference REF --data DIR [--split S] [--json OUT] [--html OUT]`: 0 no drift,
+    """`python -m harness drift --reference REF (--data DIR | --config FILE) [--split S] [--json OUT] [--html OUT]`: 0 no drift,
     1 drift named, 2 bad arguments."""
     import argparse
     import json
@@ -175,7 +209,9 @@ def run_drift(argv) -> int:
 
     ap = OneLine(prog="python -m harness drift", description="new data against what a model was trained on; exit 1 when a drift is named")
     ap.add_argument("--reference", required=True, type=Path, help="profile JSON, corpus directory (its train split) or checkpoint .pt with a data_profile")
-    ap.add_argument("--data", required=True, type=Path, help="corpus directory of the new data")
+    data = ap.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", type=Path, help="corpus directory of the new data")
+    data.add_argument("--config", type=Path, help="training configuration (JSON/TOML) whose data is the new data: its corpus, or what its dataset yields")
     ap.add_argument("--split", choices=("train", "dev", "test"), help="compare only this split of --data (default: all)")
     ap.add_argument("--json", type=Path, help="write the finding as JSON here")
     ap.add_argument("--html", type=Path, help="write an HTML page here: the feature groups' scores and a plot a drifted group")
@@ -188,14 +224,17 @@ def run_drift(argv) -> int:
             if out is not None and not out.parent.is_dir():
                 raise ValueError(f"{option} {out}: no directory {out.parent} to write it in; create it or pick another path")
         reference = load_reference(args.reference)
-        if not (args.data / "manifest.csv").is_file():
+        if args.config is not None:
+            new, source = config_profile(args.config, args.split)
+        elif not (args.data / "manifest.csv").is_file():
             raise ValueError(f"--data {args.data}: no manifest.csv there, not a corpus directory")
-        new = profile_corpus(args.data, args.split)
+        else:
+            new, source = profile_corpus(args.data, args.split), str(args.data)
     except Exception as exc:  # noqa: BLE001 - bad arguments or data: one line, exit 2
         print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 2
     finding = check_drift(reference, new, DEFAULTS, plots=args.html is not None)
-    print(f"[{finding.status.upper()}] drift: {new['samples']} new samples ({args.data}{', ' + args.split if args.split else ''}) vs {reference['samples']} in training")
+    print(f"[{finding.status.upper()}] drift: {new['samples']} new samples ({source}{', ' + args.split if args.split else ''}) vs {reference['samples']} in training")
     for f in finding.values.get("fired", []):
         print(f"  - {f['text']}: {f['fix']}  [{f['group']}, score {f['score']}]")
     if not finding.values.get("fired"):
@@ -208,7 +247,7 @@ def run_drift(argv) -> int:
         from data.corpus import atomic_write_text
         from harness.report import drift_page
 
-        where = f"{args.data}" + (f" ({args.split} split)" if args.split else "")
+        where = source + (f" ({args.split} split)" if args.split else "")
         atomic_write_text(args.html, drift_page(finding, reference=str(args.reference), data=where))
         print(f"  report: {args.html}")
     return 1 if finding.status == WARN else 0
