@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.against import section_against
 from benchmarks.children import REPO, run_child
 from benchmarks.corpora import training_corpus, write_synthetic_corpus
 from benchmarks.measure import Row, SectionResult, best_of_alternating, load_average
@@ -567,6 +568,7 @@ RUNNERS = {
     "use": section_use,
     "distill": section_distill,
     "guard": section_guard,
+    "against": section_against,
 }
 
 

@@ -196,3 +196,32 @@ def test_scale_refuses_a_corpus_larger_than_the_free_disk(tmp_path):
     with pytest.raises(SystemExit, match="--tmp"):
         section_scale(tmp_path, total_frames=int(free_frames * 2))
     assert not any(tmp_path.iterdir())  # refused before writing anything
+
+
+# ----------------------------------------------------------------------------- today's tree against an earlier one
+
+
+def test_against_skips_without_a_revision_and_names_a_bad_one(tmp_path):
+    from benchmarks.against import section_against
+
+    assert "no --against REV given" in section_against(tmp_path, True, 1).skipped
+    with pytest.raises(SystemExit, match="--against no-such-rev: git could not check it out"):
+        section_against(tmp_path, True, 1, rev="no-such-rev")
+
+
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="needs the repository's git history")
+def test_against_checks_the_revision_out_beside_the_tree_and_removes_it(tmp_path):
+    from benchmarks.against import _slow_is_real_data, remove_worktree, worktree
+
+    old = worktree("HEAD", tmp_path / "old")
+    try:
+        assert (old / "train.py").read_bytes() == subprocess.run(["git", "-C", str(REPO), "show", "HEAD:train.py"], capture_output=True).stdout
+        # the tree's own packages come first on its PYTHONPATH
+        done = subprocess.run([sys.executable, "-c", "import harness; print(harness.__file__)"], cwd=tmp_path, capture_output=True, text=True,
+                              env={"PYTHONPATH": str(old), "PATH": ""})
+        assert done.stdout.strip() == str(old / "harness" / "__init__.py"), done.stderr
+        assert _slow_is_real_data(old) == _slow_is_real_data(REPO)
+    finally:
+        remove_worktree(old)
+    assert not old.exists()
+    assert str(old) not in subprocess.run(["git", "-C", str(REPO), "worktree", "list"], capture_output=True, text=True).stdout
