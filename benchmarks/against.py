@@ -1,13 +1,14 @@
 """The `against` section: today's tree against an earlier revision of it, side by side in one run.
 
-    python benchmarks/bench.py --only against --against REV [--against-tests] [--rounds N]
+    python benchmarks/bench.py --only against --against REV [--against-data CORPUS] [--against-tests] [--rounds N]
 
 REV (a commit, tag or branch of this repository) is checked out into a temporary git worktree;
 each measure runs the same command in both trees, alternating (best of `rounds`), each tree
 first on PYTHONPATH so its own packages are the ones imported. Rows are new / old:
 
   trainer     frames/s of `python train.py --skip-gate --epochs 3` on the same demo corpus (best
-              epoch >= 2: epoch 1 carries the warm-up), default model (--quick: i3d_small)
+              epoch >= 2: epoch 1 carries the warm-up), default model (--quick: i3d_small); and
+              on --against-data CORPUS too (e.g. real sentences: benchmarks/signers.py's build)
   check       wall seconds of `python -m harness check --config CFG` from a directory outside
               both trees, on examples/incident/harness.toml, examples/own_loop/harness.toml and
               the incident-sized user project tests/outside/incident_like/harness.toml
@@ -57,7 +58,7 @@ def _failed(what: str, tree: Path, done: subprocess.CompletedProcess) -> Runtime
     return RuntimeError(f"{what} in {tree} failed ({done.returncode}):\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}")
 
 
-def section_against(tmp: Path, quick: bool, rounds: int, rev: str | None = None, tests: bool = False) -> SectionResult:
+def section_against(tmp: Path, quick: bool, rounds: int, rev: str | None = None, tests: bool = False, data_dir=None) -> SectionResult:
     res = SectionResult("against")
     if not rev:
         res.skipped = "no --against REV given: nothing to compare today's tree with"
@@ -76,11 +77,11 @@ def section_against(tmp: Path, quick: bool, rounds: int, rev: str | None = None,
         res.figures = {"rev": rev, "rounds": rounds}
         runs = {"n": 0}
 
-        def trainer(tree: Path):
+        def trainer(tree: Path, data: Path):
             def run() -> float:
                 runs["n"] += 1
                 out = tmp / f"against_train{runs['n']}"
-                cmd = [sys.executable, "train.py", "--skip-gate", "--epochs", 3, "--data_dir", corpus, "--output_dir", out,
+                cmd = [sys.executable, "train.py", "--skip-gate", "--epochs", 3, "--data_dir", data, "--output_dir", out,
                        "--beam_width", 1, "--seed", 0] + (["--model", "i3d_small"] if quick else [])
                 _, done = _run(cmd, tree, tree)
                 if done.returncode != 0:
@@ -89,11 +90,12 @@ def section_against(tmp: Path, quick: bool, rounds: int, rev: str | None = None,
                 return max(r["frames_per_s"] for r in rows[1:])
             return run
 
-        best = best_of_alternating({side: trainer(tree) for side, tree in trees.items()}, rounds)
-        n, o = best["new"]["best"], best["old"]["best"]
-        res.figures["trainer"] = best
-        res.rows.append(Row("against", "against_trainer", f"trainer frames/s, today / {rev}", n / o, f"{n:.0f} fr/s", f"{o:.0f} fr/s",
-                            f"demo corpus, {'i3d_small' if quick else 'default model'}, 3 epochs, best epoch >= 2"))
+        for key, data, what in [("trainer", corpus, "demo corpus")] + ([("trainer_data", Path(data_dir), str(data_dir))] if data_dir else []):
+            best = best_of_alternating({side: trainer(tree, data) for side, tree in trees.items()}, rounds)
+            n, o = best["new"]["best"], best["old"]["best"]
+            res.figures[key] = best
+            res.rows.append(Row("against", f"against_{key}", f"trainer frames/s, today / {rev}", n / o, f"{n:.0f} fr/s", f"{o:.0f} fr/s",
+                                f"{what}, {'i3d_small' if quick else 'default model'}, 3 epochs, best epoch >= 2"))
 
         for config in CHECK_CONFIGS[:1] if quick else CHECK_CONFIGS:
             def check(tree: Path, config=config):

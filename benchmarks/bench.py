@@ -2,7 +2,7 @@
 
     python benchmarks/bench.py [--quick] [--json PATH] [--only SECTION ...] [--rounds N] [--tmp DIR]
     python benchmarks/bench.py --scale 1000000 [--json PATH]      # the 1M-frame streaming data pass
-    python benchmarks/bench.py --only against --against REV [--against-tests]   # today's tree vs REV
+    python benchmarks/bench.py --only against --against REV [--against-data CORPUS] [--against-tests]   # today's tree vs REV
 
 The machine may be shared with other CPU-heavy work, so no figure is an absolute speed: each
 row is A / B where A and B ran in the same process tree one after the other, alternating for
@@ -105,6 +105,7 @@ def main(argv=None) -> int:
     p.add_argument("--trainer-workers", type=int, default=0, help="DataLoader num_workers of the trainer comparison (train.py's default is 0)")
     p.add_argument("--trainer-threads", type=int, help="torch threads of both sides of the trainer comparison (default: train.py's, the CPU count)")
     p.add_argument("--against", metavar="REV", help="the against section: compare today's tree with this revision (a commit, tag or branch)")
+    p.add_argument("--against-data", type=Path, metavar="CORPUS", help="the against section's trainer rows: this corpus too (e.g. real sentences)")
     p.add_argument("--against-tests", action="store_true", help="the against section times the test command too (minutes a run)")
     p.add_argument("--tmp", type=Path, help="directory for the temporary corpora (default: the system temp dir); removed afterwards")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -128,7 +129,7 @@ def main(argv=None) -> int:
             print(f"[bench] {name} ...", file=sys.stderr, flush=True)
             kwargs = {"num_workers": args.trainer_workers, "threads": args.trainer_threads} if name == "trainer" else {}
             if name == "against":
-                kwargs = {"rev": args.against, "tests": args.against_tests}
+                kwargs = {"rev": args.against, "tests": args.against_tests, "data_dir": args.against_data}
             results.append(run_section(name, RUNNERS[name], tmp, args.quick, rounds, **kwargs))
         if args.scale:
             print(f"[bench] scale {args.scale:,} frames ...", file=sys.stderr, flush=True)
