@@ -1,7 +1,8 @@
 """Unseen-signer benchmark on real Kaggle landmarks: today's defaults vs augmentation vs a small BiGRU.
 
-    python benchmarks/signers.py [--work DIR] [--stages build throughput table compare report]
+    python benchmarks/signers.py [--work DIR] [--stages build throughput table compare folds onehand report]
                                  [--seeds 0] [--table-epochs 10] [--epochs 20] [--recipe default]
+                                 [--folds 5] [--fold-epochs 10] [--fold-ids 0 2 4] [--rows defaults lead bigru]
 
 Stages (each resumable: a finished run's result is kept in WORK/results.json and not re-run):
 
@@ -13,7 +14,16 @@ Stages (each resumable: a finished run's result is kept in WORK/results.json and
               `python train.py --threads 1` subprocess per row and seed, --table-epochs epochs
   compare     side by side at --epochs: `python train.py` defaults, the same with the augmentation
               recipe, and the BiGRU baseline below given the wall time of the defaults' run
-  report      the tables, from results.json
+  folds       signer-fold cross-validation: --folds folds over the 21 signers (each in test exactly
+              once, dev 4 other signers, train the rest), one sentence corpus a fold made by
+              `python -m data.convert sentences --keep-splits` (500/80/80); on each fold every row of
+              FOLD_RECIPES (today's defaults, leading-hand canonicalisation, ...) at --fold-epochs and
+              the BiGRU given the defaults' wall time; per-signer test errors (python -m model.evaluate)
+              and the named shifts (data/drift.py) of each test signer against the fold's train split
+  onehand     a one-handed task: sentences of the signers whose clips only the right hand leads,
+              train.py without augmentation and with today's default (random mirror)
+  report      the tables, from results.json (folds: mean, worst fold, pooled WER with a 95%
+              bootstrap interval over signers, the worst signers beside their shifts)
 
 WER is unseen-signer WER: dev and test signers never appear in train. train.py rows give the
 closing dev/test WER of best.pt (best dev greedy WER over the epochs, decoded with beam 5); the
@@ -73,16 +83,21 @@ def log(msg: str) -> None:
 # ============================================================================ build
 
 
+def convert(argv: list[str]) -> None:
+    """python -m data.convert ARGV, logged; exits with its status when it fails."""
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "data.convert", *argv], cwd=REPO, capture_output=True, text=True)
+    log(f"python -m data.convert {' '.join(argv)}: exit {done.returncode} in {time.perf_counter() - t0:.1f}s; {done.stdout.strip()} {done.stderr.strip()[-500:]}")
+    if done.returncode != 0:
+        raise SystemExit(done.returncode)
+
+
 def stage_build(work: Path, seed: int = 0) -> Path:
     kaggle, sentences = work / "kaggle", work / "sentences"
     if not KAGGLE.exists():
         raise SystemExit(f"real data not available: {KAGGLE.resolve()} (see ../shared/data/README.md)")
-    for argv in (["kaggle", str(KAGGLE), "--out", str(kaggle)], ["sentences", str(kaggle), "--out", str(sentences), "--seed", str(seed)]):
-        t0 = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "data.convert", *argv], cwd=REPO, capture_output=True, text=True)
-        log(f"python -m data.convert {' '.join(argv)}: exit {done.returncode} in {time.perf_counter() - t0:.1f}s; {done.stdout.strip()} {done.stderr.strip()[-500:]}")
-        if done.returncode != 0:
-            raise SystemExit(done.returncode)
+    convert(["kaggle", str(KAGGLE), "--out", str(kaggle)])
+    convert(["sentences", str(kaggle), "--out", str(sentences), "--seed", str(seed)])
     info = json.loads((sentences / "corpus.json").read_text())
     log(f"sentences: {info['sentences']}, signers { {s: len(v) for s, v in info['signers'].items()} }, {info['frames']} frames, content {info['content']}")
     return sentences
@@ -183,23 +198,330 @@ def stage_compare(work: Path, data_dir: Path, seeds, epochs: int, recipe: str, r
         base = train_run(work, f"compare/defaults/s{seed}/e{epochs}", data_dir, None, epochs, seed)
         cfg = write_config(work, f"compare-{label}", chosen_recipe(recipe), recipe_extra)
         train_run(work, f"compare/{label}/s{seed}/e{epochs}", data_dir, cfg, epochs, seed)
-        key = f"compare/bigru/s{seed}/e{epochs}"
-        if "test_wer" in load_results(work).get(key, {}):
+        bigru_run(work, f"compare/bigru/s{seed}/e{epochs}", data_dir, base.get("wall_s") or 300, seed)
+
+
+def bigru_run(work: Path, key: str, data_dir: Path, budget: float, seed: int) -> dict:
+    """The BiGRU baseline for `budget` seconds (a subprocess, one thread), kept in results.json."""
+    done = load_results(work).get(key, {})
+    if "test_wer" in done:
+        return done
+    log(f"{key}: BiGRU for {budget:.0f}s (the defaults' wall time)")
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "bigru", "--data", str(data_dir), "--seconds", str(budget),
+                           "--seed", str(seed)], cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    (work / "logs" / f"{key.replace('/', '_')}.log").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr[-20000:])
+    if proc.returncode != 0 or not lines:
+        log(f"{key}: FAILED exit {proc.returncode}: {proc.stderr[-1500:]}")
+        return {}
+    res = {**json.loads(lines[-1][7:]), "wall_s": round(time.perf_counter() - t0, 1)}
+    log(f"{key}: dev {res['dev_wer']:.2%} test {res['test_wer']:.2%}, {res['epochs_run']} epochs in {res['train_s']:.0f}s")
+    save_result(work, key, res)
+    return res
+
+
+# ============================================================================ signer folds
+
+# The rows of the fold grid besides the BiGRU: name -> TrainConfig fields (None: train.py as it
+# is, today's defaults with the mirror recipe). "lead": leading-hand canonicalisation instead of
+# random mirroring; "lead_noface": the same without the face mesh (1404 of the 1629 raw values);
+# "lead_handdrop": with hand dropout (a signer whose hand MediaPipe loses more often than in
+# training makes the model insert signs where the hand comes back).
+FOLD_RECIPES = {
+    "defaults": None,
+    "lead": {"augment": {}, "lead_hand": "right_hand"},
+    "lead_noface": {"augment": {}, "lead_hand": "right_hand", "modalities": ["pose", "hands", "temporal"]},
+    "lead_handdrop": {"augment": {"hand_dropout": {"p": 0.5, "max_fraction": 0.3}}, "lead_hand": "right_hand"},
+}
+
+
+def fold_assignment(signers, k: int, seed: int = 0, n_dev: int = 4) -> list[dict[str, str]]:
+    """K folds over signers, each signer -> train/dev/test. The signers, shuffled by `seed`, are dealt
+    into k groups whose sizes differ by at most one; fold i tests group i (so each signer is in test
+    exactly once), takes the first n_dev signers of group i+1 as dev and trains on the rest."""
+    order = sorted({str(s) for s in signers})
+    order = [order[j] for j in np.random.default_rng(seed).permutation(len(order))]
+    groups = [order[j::k] for j in range(k)]
+    if k < 2 or len(order) < k:
+        raise ValueError(f"{len(order)} signers cannot make {k} folds (need k >= 2 and a signer a fold)")
+    folds = []
+    for i in range(k):
+        test, dev = set(groups[i]), set(groups[(i + 1) % k][:n_dev])
+        folds.append({s: "test" if s in test else "dev" if s in dev else "train" for s in order})
+        if "train" not in folds[-1].values():
+            raise ValueError(f"fold {i}: no signer left to train on ({len(order)} signers, {len(test)} test, {len(dev)} dev)")
+    return folds
+
+
+def fold_name(k: int, fold_seed: int) -> str:
+    """The name of a fold set in WORK/folds and in results.json: k5, or k5f1 for fold seed 1."""
+    return f"k{k}" if fold_seed == 0 else f"k{k}f{fold_seed}"
+
+
+def build_folds(work: Path, k: int, seed: int = 0, sizes: tuple | None = None) -> list[Path]:
+    """One sentence corpus a fold, made by the sentence builder itself: the clip corpus (WORK/kaggle)
+    copied with the fold's signer split in its manifest, then `python -m data.convert sentences
+    --keep-splits` (its default 500/80/80 sentences unless `sizes`, the lengths and transitions of
+    the build stage)."""
+    import dataclasses
+
+    from data.corpus import Corpus, atomic_copy, write_manifest
+
+    source = Corpus(work / "kaggle")
+    out = []
+    for i, split_of in enumerate(fold_assignment([r.signer for r in source.records], k, seed)):
+        root = work / "folds" / fold_name(k, seed) / f"fold{i}"
+        clips = root / "clips"
+        records = [dataclasses.replace(r, split=split_of[r.signer]) for r in source.records]
+        for rec in records:
+            if not (clips / rec.path).is_file():
+                atomic_copy(source.file(rec), clips / rec.path)
+        write_manifest(clips, records)
+        convert(["sentences", str(clips), "--out", str(root / "sentences"), "--keep-splits", "--seed", str(seed),
+                 *(["--sizes", *map(str, sizes)] if sizes else [])])
+        out.append(root / "sentences")
+    return out
+
+
+def fold_shifts(data_dir: Path) -> dict:
+    """Each test signer's sentences against the fold's train split: the named shifts of data/drift.py
+    (the check `python -m harness drift` and model.evaluate print), {signer: [{"group", "text"}]}."""
+    from data.corpus import Corpus
+    from data.drift import compare
+    from data.profile import profile_records
+
+    corpus = Corpus(data_dir)
+    reference = profile_records(corpus, corpus.split("train"), "train")
+    out = {}
+    for signer in sorted({r.signer for r in corpus.split("test")}):
+        new = profile_records(corpus, [r for r in corpus.split("test") if r.signer == signer], "test")
+        drift = compare(reference, new, normalize="body")
+        out[signer] = [{"group": f["group"], "text": f["text"]} for f in drift.fired]
+    return out
+
+
+def per_signer(data_dir: Path, samples: dict) -> dict:
+    """{sample id: [errors, reference words]} of a test split -> {signer: [errors, words]}."""
+    from data.corpus import Corpus
+
+    signer_of = {r.id: r.signer for r in Corpus(data_dir).split("test")}
+    out: dict = {}
+    for sid, (errors, words) in samples.items():
+        e, w = out.get(signer_of[sid], (0, 0))
+        out[signer_of[sid]] = [e + int(errors), w + int(words)]
+    return out
+
+
+def evaluated_samples(work: Path, key: str, checkpoint: Path) -> dict:
+    """{sample id: [errors, reference words]} of the test split, by `python -m model.evaluate` (the
+    checkpoint's own configuration: what a user's evaluation of it gives)."""
+    import csv
+
+    out_csv = work / "evals" / f"{key.replace('/', '_')}.csv"
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "model.evaluate", str(checkpoint), "--split", "test", "--out", str(out_csv), "--threads", "1"],
+                          cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if proc.returncode != 0:
+        log(f"{key}: model.evaluate failed (exit {proc.returncode}): {proc.stderr[-800:]}")
+        return {}
+    with open(out_csv, newline="") as f:
+        return {row["id"]: [int(row["errors"]), int(row["ref_words"])] for row in csv.DictReader(f)}
+
+
+def signer_bootstrap(signers: dict, draws: int = 10000, seed: int = 0) -> tuple[float, float, float]:
+    """Pooled WER over signers ({signer: [errors, words]}) and its 95% bootstrap interval, signers
+    drawn with replacement (seeded)."""
+    e = np.array([v[0] for v in signers.values()], dtype=np.float64)
+    w = np.array([v[1] for v in signers.values()], dtype=np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(e), size=(draws, len(e)))
+    wer = e[idx].sum(axis=1) / w[idx].sum(axis=1)
+    lo, hi = np.percentile(wer, [2.5, 97.5])
+    return float(e.sum() / w.sum()), float(lo), float(hi)
+
+
+def stage_folds(work: Path, k: int, fold_seed: int, seeds, epochs: int, rows: list | None = None, fold_ids: list | None = None,
+                extra_rows: dict | None = None) -> None:
+    """Every row of FOLD_RECIPES (and extra_rows) and the BiGRU on each fold, fold by fold, for each
+    training seed (the folds and their sentences come from `fold_seed`); a finished fold-run is kept
+    in results.json (with its per-signer test errors) and not run again."""
+    recipes = {**FOLD_RECIPES, **(extra_rows or {})}
+    name = fold_name(k, fold_seed)
+    for i, data_dir in enumerate(build_folds(work, k, fold_seed)):
+        if fold_ids is not None and i not in fold_ids:
             continue
-        budget = base.get("wall_s") or 300
-        log(f"{key}: BiGRU for {budget:.0f}s (the defaults' wall time)")
-        t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "bigru", "--data", str(data_dir), "--seconds", str(budget),
-                               "--seed", str(seed)], cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        (work / "logs").mkdir(parents=True, exist_ok=True)
-        (work / "logs" / f"{key.replace('/', '_')}.log").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr[-20000:])
-        if proc.returncode != 0 or not lines:
-            log(f"{key}: FAILED exit {proc.returncode}: {proc.stderr[-1500:]}")
+        shift_key = f"folds/{name}/shifts/fold{i}"
+        if shift_key not in load_results(work):
+            save_result(work, shift_key, fold_shifts(data_dir))
+        for seed in seeds:
+            fold_runs(work, name, i, data_dir, recipes, rows, seed, epochs)
+
+
+def fold_runs(work: Path, name: str, i: int, data_dir: Path, recipes: dict, rows: list | None, seed: int, epochs: int) -> None:
+    """The rows and the BiGRU on fold i with one training seed."""
+    for row, fields in recipes.items():
+        if rows and row not in rows:
             continue
-        res = {**json.loads(lines[-1][7:]), "wall_s": round(time.perf_counter() - t0, 1)}
-        log(f"{key}: dev {res['dev_wer']:.2%} test {res['test_wer']:.2%}, {res['epochs_run']} epochs in {res['train_s']:.0f}s")
-        save_result(work, key, res)
+        key = f"folds/{name}/{row}/fold{i}/s{seed}/e{epochs}"
+        cfg = write_config(work, f"fold-{row}", dict(fields).pop("augment", {}), {f: v for f, v in fields.items() if f != "augment"}) if fields is not None else None
+        res = train_run(work, key, data_dir, cfg, epochs, seed)
+        if "test_wer" in res and "test_signers" not in res:
+            samples = evaluated_samples(work, key, work / "runs" / key / "best.pt")
+            if samples:
+                errors = sum(v[0] for v in samples.values()) / sum(v[1] for v in samples.values())
+                save_result(work, key, {**res, "test_signers": per_signer(data_dir, samples), "evaluate_test_wer": errors})
+    if rows and "bigru" not in rows:
+        return
+    key = f"folds/{name}/bigru/fold{i}/s{seed}/e{epochs}"
+    base = load_results(work).get(f"folds/{name}/defaults/fold{i}/s{seed}/e{epochs}", {})
+    res = bigru_run(work, key, data_dir, base.get("wall_s") or 300, seed)
+    if "test_samples" in res and "test_signers" not in res:
+        save_result(work, key, {**res, "test_signers": per_signer(data_dir, res["test_samples"])})
+
+
+def stage_onehand(work: Path, seed: int, epochs: int, hand: str = "right_hand") -> Path:
+    """A one-handed task from the real clips: the signers none of whose clips the other hand leads
+    (data/profile.py: sample_leading_hand), made into sentences by the sentence builder (its default
+    signer split); train.py with no augmentation and with today's default (random mirror) on it,
+    --table-epochs epochs each."""
+    from data.corpus import Corpus, atomic_copy, write_manifest
+    from data.profile import sample_leading_hand
+
+    source = Corpus(work / "kaggle")
+    lead = {r.id: sample_leading_hand(source.load(r)) for r in source.records}
+    other = {r.signer for r in source.records if lead[r.id] not in (None, hand)}
+    records = [r for r in source.records if r.signer not in other]
+    root = work / "onehand" / hand
+    for rec in records:
+        if not (root / "clips" / rec.path).is_file():
+            atomic_copy(source.file(rec), root / "clips" / rec.path)
+    write_manifest(root / "clips", records)
+    log(f"one-handed ({hand}): {len(records)} clips of {len({r.signer for r in records})} signers "
+        f"({sum(lead[r.id] == hand for r in records)} led by it, {sum(lead[r.id] is None for r in records)} by neither)")
+    data_dir = root / "sentences"
+    convert(["sentences", str(root / "clips"), "--out", str(data_dir), "--seed", str(seed)])
+    # canonicalisation mirrors the sentences the other hand leads: none here, so its row is the
+    # unaugmented one by construction (counted, not trained)
+    sentences = Corpus(data_dir)
+    mirrored = sum(sample_leading_hand(sentences.load(r)) not in (None, hand) for r in sentences.records)
+    save_result(work, f"onehand/{hand}/lead_mirrors", {"sentences": len(sentences.records), "mirrored": mirrored})
+    log(f"one-handed ({hand}): lead_hand={hand} mirrors {mirrored} of {len(sentences.records)} sentences")
+    for row, cfg in (("none", write_config(work, "onehand-none", {})), ("defaults", None)):
+        train_run(work, f"onehand/{hand}/{row}/s{seed}/e{epochs}", data_dir, cfg, epochs, seed)
+    return data_dir
+
+
+def fold_report(res: dict) -> list[str]:
+    """The fold table (dev/test WER a fold, mean, worst, pooled WER with its signer bootstrap), and
+    the worst signers' WER beside the shifts that fire for them."""
+    runs: dict = {}  # (k, seed, epochs) -> row -> fold -> result
+    shifts: dict = {}
+    for key, v in res.items():
+        parts = key.split("/")
+        if parts[0] != "folds":
+            continue
+        if parts[2] == "shifts":
+            shifts.setdefault(parts[1], {}).update({signer: (parts[3], fired) for signer, fired in v.items()})
+            continue
+        _, kk, row, fold, seed, ep = parts
+        if "test_wer" in v:
+            runs.setdefault((kk, seed, ep), {}).setdefault(row, {})[int(fold[4:])] = v
+    lines = []
+    for (kk, seed, ep), table in sorted(runs.items()):
+        folds = sorted({f for row in table.values() for f in row})
+        lines += [f"## signer folds ({kk[1:]} folds, seed {seed[1:]}, {ep[1:]} epochs; dev / test WER, beam 5, best dev epoch)", "",
+                  "| row | " + " | ".join(f"fold {f}" for f in folds) + " | mean test | worst test | pooled test [95% signer bootstrap] | beats BiGRU on every fold |",
+                  "|---|" + "---|" * (len(folds) + 4)]
+        baseline = table.get("bigru", {})
+        order = [r for r in (*FOLD_RECIPES, "bigru") if r in table] + sorted(r for r in table if r not in FOLD_RECIPES and r != "bigru")
+        for row in order:
+            got = table[row]
+            cells = [f"{got[f]['dev_wer']:.1%} / {got[f]['test_wer']:.1%}" if f in got else "-" for f in folds]
+            tests = [got[f]["test_wer"] for f in folds if f in got]
+            signers = {s: v for f in folds if f in got for s, v in got[f].get("test_signers", {}).items()}
+            pooled = "-"
+            if signers:
+                p, lo, hi = signer_bootstrap(signers)
+                pooled = f"{p:.1%} [{lo:.1%}, {hi:.1%}] ({len(signers)} signers)"
+            beats = "-" if row == "bigru" or not baseline else (
+                "yes" if all(f in baseline and got[f]["test_wer"] < baseline[f]["test_wer"] for f in got) else "no")
+            lines.append(f"| {row} | " + " | ".join(cells) + f" | {np.mean(tests):.1%} ({len(tests)} folds) | {max(tests):.1%} | {pooled} | {beats} |")
+        lines.append("")
+        # the worst signers of today's defaults (else the first row), each row's WER, the shifts that fire
+        ref_row = "defaults" if "defaults" in table else order[0]
+        per: dict = {}
+        for row in order:
+            for f, v in table[row].items():
+                for signer, (e, w) in v.get("test_signers", {}).items():
+                    per.setdefault(signer, {"fold": f})[row] = e / w
+        worst = sorted((s for s in per if ref_row in per[s]), key=lambda s: -per[s][ref_row])
+        if worst:
+            lines += ["| signer | fold | " + " | ".join(order) + " | shifts that fire (data/drift.py, signer's test sentences vs the fold's train split) |",
+                      "|---|---|" + "---|" * (len(order) + 1)]
+            for signer in worst:
+                fired = shifts.get(kk, {}).get(signer, (None, []))[1]
+                named = "; ".join(f"{x['group']}: {x['text']}" for x in fired) or "none"
+                lines.append(f"| {signer} | {per[signer]['fold']} | " + " | ".join(f"{per[signer][r]:.1%}" if r in per[signer] else "-" for r in order)
+                             + f" | {named} |")
+            lines.append("")
+            # what each named shift has cost: the WER of the signers it fires for against the others'
+            def kind(x):  # the group and the finding's first words: "presence (hands detected)", "presence (left hand)"
+                return f"{x['group']} ({' '.join(x['text'].split()[:2])})"
+
+            groups = sorted({kind(x) for _, fired in shifts.get(kk, {}).values() for x in fired})
+            if groups:
+                lines += ["| shift | signers it fires for | " + " | ".join(f"{r} WER: fires / does not" for r in order) + " |",
+                          "|---|---|" + "---|" * len(order)]
+                for group in groups:
+                    fires = {sg for sg, (_, fired) in shifts[kk].items() if any(kind(x) == group for x in fired)}
+                    cells = []
+                    for r in order:
+                        on = [per[sg][r] for sg in per if r in per[sg] and sg in fires]
+                        off = [per[sg][r] for sg in per if r in per[sg] and sg not in fires]
+                        cells.append(f"{np.mean(on):.1%} / {np.mean(off):.1%}" if on and off else "-")
+                    lines.append(f"| {group} | {len(fires & set(per))} of {len(per)} | " + " | ".join(cells) + " |")
+                lines.append("(mean of per-signer test WER; every signer is tested once)")
+                lines.append("")
+    lines += seeds_summary(runs)
+    return lines
+
+
+def seeds_summary(runs: dict) -> list[str]:
+    """Over training seeds (fold sets with more than one): each row's test WER a fold (mean over
+    seeds), mean, worst fold, pooled WER over signers (both seeds' errors) with its bootstrap, and
+    on how many (fold, seed) runs it beats the BiGRU of the same fold and seed."""
+    lines = []
+    for kk, ep in sorted({(kk, ep) for kk, _, ep in runs}):
+        seeds = sorted(seed for k2, seed, e2 in runs if (k2, e2) == (kk, ep))
+        if len(seeds) < 2:
+            continue
+        rows = sorted({r for seed in seeds for r in runs[(kk, seed, ep)]}, key=lambda r: (*FOLD_RECIPES, "bigru", r).index(r))
+        folds = sorted({f for seed in seeds for row in runs[(kk, seed, ep)].values() for f in row})
+        lines += [f"## signer folds ({kk[1:]} folds, {ep[1:]} epochs) over seeds {', '.join(s[1:] for s in seeds)}: test WER, mean over seeds", "",
+                  "| row | " + " | ".join(f"fold {f}" for f in folds) + " | mean | worst fold | pooled [95% signer bootstrap] | runs beating the BiGRU |",
+                  "|---|" + "---|" * (len(folds) + 4)]
+        for row in rows:
+            by_fold = {f: [runs[(kk, s, ep)][row][f]["test_wer"] for s in seeds if f in runs[(kk, s, ep)].get(row, {})] for f in folds}
+            signers: dict = {}
+            wins = []
+            for s in seeds:
+                for f, v in runs[(kk, s, ep)].get(row, {}).items():
+                    for sg, (e, w) in v.get("test_signers", {}).items():
+                        signers[sg] = [signers.get(sg, [0, 0])[0] + e, signers.get(sg, [0, 0])[1] + w]
+                    base = runs[(kk, s, ep)].get("bigru", {}).get(f)
+                    if base is not None and row != "bigru":
+                        wins.append(v["test_wer"] < base["test_wer"])
+            means = [np.mean(v) for v in by_fold.values() if v]
+            pooled = "-"
+            if signers:
+                pw, lo, hi = signer_bootstrap(signers)
+                pooled = f"{pw:.1%} [{lo:.1%}, {hi:.1%}]"
+            cells = [f"{np.mean(v):.1%} ({len(v)})" if v else "-" for v in by_fold.values()]
+            lines.append(f"| {row} | " + " | ".join(cells) + f" | {np.mean(means):.1%} | {max(means):.1%} | {pooled} | "
+                         + (f"{sum(wins)} of {len(wins)}" if wins else "-") + " |")
+        lines.append("")
+    return lines
 
 
 # ============================================================================ throughput
@@ -313,7 +635,7 @@ def bigru_main(data: str, seconds: float, seed: int, hidden: int = 128, batch_si
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
 
     @torch.no_grad()
-    def wer(split, beam):
+    def hypotheses(split, beam):
         model.eval()
         refs, hyps = [], []
         items = splits[split]
@@ -322,7 +644,10 @@ def bigru_main(data: str, seconds: float, seed: int, hidden: int = 128, batch_si
             lp, ol = model(x, lengths)
             refs += ref
             hyps += [vocab.decode(h.tokens) for h in decode(lp, ol, beam)]
-        return word_error_rate(refs, hyps).wer
+        return refs, hyps
+
+    def wer(split, beam):
+        return word_error_rate(*hypotheses(split, beam)).wer
 
     best, best_state, epoch, train_s = float("inf"), None, 0, 0.0
     budget_end = t_start + seconds
@@ -349,8 +674,11 @@ def bigru_main(data: str, seconds: float, seed: int, hidden: int = 128, batch_si
         if dev < best:
             best, best_state = dev, {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
-    result = {"dev_wer": wer("dev", 5), "test_wer": wer("test", 5), "best_dev_greedy": best, "epochs_run": epoch, "train_s": round(train_s, 1),
-              "budget_s": seconds, "parameters": sum(p.numel() for p in model.parameters())}
+    refs, hyps = hypotheses("test", 5)
+    scored = [word_error_rate([r], [h]) for r, h in zip(refs, hyps)]
+    result = {"dev_wer": wer("dev", 5), "test_wer": word_error_rate(refs, hyps).wer, "best_dev_greedy": best, "epochs_run": epoch,
+              "train_s": round(train_s, 1), "budget_s": seconds, "parameters": sum(p.numel() for p in model.parameters()),
+              "test_samples": {r.id: [w.substitutions + w.deletions + w.insertions, w.n_ref_words] for (r, _), w in zip(splits["test"], scored)}}
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 
@@ -399,6 +727,13 @@ def stage_report(work: Path) -> str:
                 continue
             extra = f"{v['epochs_run']} epochs, " if "epochs_run" in v else ""
             lines.append(f"| {run} | {seed[1:]} | {ep[1:]} | {v['dev_wer']:.2%} | {v['test_wer']:.2%} | {v['wall_s']:.0f}s | {extra}{v.get('train_s', 0):.0f}s |")
+    lines += fold_report(res)
+    one = {k: v for k, v in res.items() if k.startswith("onehand/") and "test_wer" in v}
+    if one:
+        lines += ["## one-handed task (sentences of right-handed real clips)", "", "| run | dev WER | test WER | wall |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['dev_wer']:.2%} | {v['test_wer']:.2%} | {v['wall_s']:.0f}s |" for k, v in sorted(one.items())]
+        lines += [f"({k}: {v['mirrored']} of {v['sentences']} sentences mirrored by canonicalisation)" for k, v in res.items() if k.endswith("/lead_mirrors")]
+        lines.append("")
     text = "\n".join(lines)
     print(text)
     return text
@@ -419,7 +754,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python benchmarks/signers.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--work", default=str(REPO / "runs" / "signers"), help="where corpora, runs and results.json go")
     p.add_argument("--stages", nargs="+", default=["build", "throughput", "table", "compare", "report"],
-                   choices=["build", "throughput", "table", "compare", "report"])
+                   choices=["build", "throughput", "table", "compare", "folds", "onehand", "report"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--table-epochs", type=int, default=10)
     p.add_argument("--epochs", type=int, default=20, help="epochs of the side-by-side runs (train.py's default)")
@@ -427,7 +762,12 @@ def main(argv=None) -> int:
     p.add_argument("--recipe-extra", default="{}", help="other TrainConfig fields of the 'recipe' runs, JSON")
     p.add_argument("--label", default="recipe", help="name of the recipe runs in results.json (one per recipe tried)")
     p.add_argument("--extra-rows", default="{}", help='more table rows, JSON: {"name": {"augment": {...}, "modalities": [...]}}')
-    p.add_argument("--rows", nargs="*", default=None, help="run only these table rows")
+    p.add_argument("--rows", nargs="*", default=None, help="run only these table rows (folds: these fold rows, 'bigru' included)")
+    p.add_argument("--folds", type=int, default=5, help="signer folds of the folds stage")
+    p.add_argument("--fold-epochs", type=int, default=10, help="epochs of each fold run")
+    p.add_argument("--fold-seed", type=int, default=0, help="seed of the signer folds and their sentences (--seeds: training seeds)")
+    p.add_argument("--fold-ids", type=int, nargs="*", default=None, help="run only these folds (e.g. one process a half of them)")
+    p.add_argument("--fold-rows", default="{}", help='more fold rows, JSON: {"name": {"augment": {...}, "lead_hand": "right_hand"}}')
     a = p.parse_args(argv)
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -440,6 +780,10 @@ def main(argv=None) -> int:
         stage_table(work, data_dir, a.seeds, a.table_epochs, json.loads(a.extra_rows), a.rows)
     if "compare" in a.stages:
         stage_compare(work, data_dir, a.seeds, a.epochs, a.recipe, json.loads(a.recipe_extra), a.label)
+    if "folds" in a.stages:
+        stage_folds(work, a.folds, a.fold_seed, a.seeds, a.fold_epochs, a.rows, a.fold_ids, json.loads(a.fold_rows))
+    if "onehand" in a.stages:
+        stage_onehand(work, a.seeds[0], a.table_epochs)
     if "report" in a.stages:
         stage_report(work)
     return 0

@@ -42,6 +42,7 @@ import numpy as np
 
 from data.layout import COORDS, FEATURE_DIM, LAYOUT, MIRROR_COLUMNS, RAW_DIM
 from data.normalize import _body_frame
+from data.profile import HAND_LEAD, sample_leading_hand
 
 ORDER = ("speed", "frame_drop", "mirror", "affine", "jitter", "hand_dropout")
 # default strength of each augmentation; `p` is the probability it is applied to a sample
@@ -134,6 +135,22 @@ def mirror(raw: np.ndarray) -> np.ndarray:
     out = np.array(raw[:, MIRROR_COLUMNS], dtype=np.float32)
     out[:, 0::COORDS] = 1.0 - out[:, 0::COORDS]
     return out
+
+
+LEAD_HANDS = ("left_hand", "right_hand")
+
+
+def lead_canonical(raw: np.ndarray, lead_hand: str, hand_lead: float = HAND_LEAD) -> np.ndarray:
+    """The sample with `lead_hand` leading it: mirror(raw) when the other hand leads it (moves
+    `hand_lead` x as much, or alone: data/profile.py: sample_leading_hand), else raw unchanged
+    (also when neither hand leads). Deterministic, so training and evaluation agree; a mirrored
+    [T, 6516] file comes back as its [T, 1629] raw block (its temporal block is recomputed)."""
+    if lead_hand not in LEAD_HANDS:
+        raise ValueError(f"lead_hand={lead_hand!r}: use one of {LEAD_HANDS}")
+    led = sample_leading_hand(raw, hand_lead)
+    if led is None or led == lead_hand:
+        return raw
+    return mirror(np.asarray(raw[:, :RAW_DIM], dtype=np.float32))
 
 
 # The mirror of model-ready features ([T, 6516]: the raw block, then velocity, acceleration and

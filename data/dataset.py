@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.augment import FEATURE_MIRROR_COLUMNS, FEATURE_MIRROR_SIGN, Augmenter, min_frames_for, mirror, mirror_features, sample_rng
+from data.augment import FEATURE_MIRROR_COLUMNS, FEATURE_MIRROR_SIGN, Augmenter, lead_canonical, min_frames_for, mirror, mirror_features, sample_rng
 from data.corpus import Corpus, CorpusError, SampleRecord, atomic_write_text
 from data.layout import FEATURE_DIM, RAW_DIM, modality_columns, parse_modalities
 from data.normalize import CLIP, STD_FLOOR, DoubleNormalizationError, FeatureStats, Normalizer, RunningStats, impute
@@ -149,11 +149,13 @@ def model_features(raw_or_full: np.ndarray, impute_method: str = "ffill") -> tup
     return np.concatenate([impute(raw, impute_method), temporal], axis=1), raw
 
 
-def compute_train_stats(corpus: Corpus, impute_method: str = "ffill") -> FeatureStats:
-    """Global mean/std over every train frame, in one streaming pass (memory independent of size)."""
+def compute_train_stats(corpus: Corpus, impute_method: str = "ffill", lead_hand: str | None = None) -> FeatureStats:
+    """Global mean/std over every train frame, in one streaming pass (memory independent of size);
+    with `lead_hand`, of the samples as canonicalisation serves them (lead_canonical)."""
     running = RunningStats(FEATURE_DIM)
     for rec in corpus.split("train"):
-        feats, _ = model_features(corpus.load(rec), impute_method)
+        arr = corpus.load(rec)
+        feats, _ = model_features(arr if lead_hand is None else lead_canonical(arr, lead_hand), impute_method)
         running.update(feats)
     return running.stats()
 
@@ -178,6 +180,10 @@ class MediaPipeFeatureDataset(torch.utils.data.Dataset):
     their mirror image, which data/augment.py: mirror_features makes from the features directly
     (a column permutation and a sign flip of x, equal to the raw-landmark path up to float32
     rounding); the cache then keeps the unaugmented features, and a draw costs one gather.
+
+    `lead_hand` ("left_hand" / "right_hand", every split): each sample one hand leads is mirrored
+    first so that this hand leads it (data/augment.py: lead_canonical), before any augmentation;
+    a fixed function of the sample, so its features are cached like unaugmented ones.
     """
 
     def __init__(
@@ -195,6 +201,7 @@ class MediaPipeFeatureDataset(torch.utils.data.Dataset):
         cache_bytes: int = 0,
         augment=None,
         augment_seed: int = 0,
+        lead_hand: str | None = None,
     ):
         self.corpus = corpus if corpus is not None else Corpus(corpus_dir)
         self.split = split
@@ -206,7 +213,7 @@ class MediaPipeFeatureDataset(torch.utils.data.Dataset):
         self.columns = modality_columns(self.modalities)
         self.impute_method = impute_method
         if normalization == "global" and stats is None:
-            stats = compute_train_stats(self.corpus, impute_method)
+            stats = compute_train_stats(self.corpus, impute_method, lead_hand)
         self.stats = stats
         self.normalizer = Normalizer(normalization, stats=stats, std_floor=std_floor, clip=clip)
         self.normalization = normalization
@@ -223,6 +230,9 @@ class MediaPipeFeatureDataset(torch.utils.data.Dataset):
         if self.augmenter is not None and split != "train":
             raise ValueError(f"augmentation is for the train split only; split {split!r} is what the model is scored on")
         self.augment_seed = int(augment_seed)
+        self.lead_hand = lead_hand
+        if lead_hand is not None:
+            lead_canonical(np.zeros((1, RAW_DIM), np.float32), lead_hand)  # a bad name fails here, not at the first sample
         self._epoch: int | None = None
         self._draws: dict[int, int] = {}
         # mirror alone on body-normalized, forward-filled landmarks: mirrored in feature space
@@ -252,7 +262,7 @@ class MediaPipeFeatureDataset(torch.utils.data.Dataset):
         if self._feature_mirror is not None:
             return np.array(self._mirror_draw(i, draw).numpy())
         rec = self.records[i]
-        arr = self._raw(i) if self.augmenter is not None else self.corpus.load(rec)
+        arr = self._raw(i) if self.augmenter is not None else self._canonical(self.corpus.load(rec))
         if self.augmenter is not None:
             rng, min_frames = self._augment_rng(i, draw)
             arr = self.augmenter(arr[:, :RAW_DIM], rng, min_frames=min_frames)
@@ -265,7 +275,7 @@ class MediaPipeFeatureDataset(torch.utils.data.Dataset):
         cached = self._cache.get(i)
         if cached is not None:
             return cached
-        arr = np.array(self.corpus.load(self.records[i], mmap=False), dtype=np.float32)  # in memory, not a memmap view
+        arr = np.array(self._canonical(self.corpus.load(self.records[i], mmap=False)), dtype=np.float32)  # in memory, not a memmap view
         if self._cached_bytes + arr.nbytes <= self.cache_bytes:
             self._cache[i] = arr
             self._cached_bytes += arr.nbytes
@@ -317,7 +327,12 @@ class MediaPipeFeatureDataset(torch.utils.data.Dataset):
 
     def _raw_array(self, i: int) -> np.ndarray:
         """The [T, 1629] raw landmarks an augmenting dataset starts from (a [T, 6516] file's raw block)."""
-        return np.ascontiguousarray(np.asarray(self.corpus.load(self.records[i], mmap=False), dtype=np.float32)[:, :RAW_DIM])
+        raw = np.asarray(self.corpus.load(self.records[i], mmap=False), dtype=np.float32)[:, :RAW_DIM]
+        return np.ascontiguousarray(self._canonical(raw))
+
+    def _canonical(self, arr: np.ndarray) -> np.ndarray:
+        """The file's array with the configured hand leading (lead_canonical), or as it is."""
+        return arr if self.lead_hand is None else lead_canonical(arr, self.lead_hand)
 
     def _model_features_tensor(self, raw: np.ndarray) -> torch.Tensor:
         feats, raw = model_features(raw, self.impute_method)

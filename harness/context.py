@@ -214,8 +214,10 @@ class HarnessContext:
         return MediaPipeFeatureDataset(
             self.corpus.dir, split, vocab=self.vocab, normalization=method,
             modalities=modalities or self.cfg.modalities, impute_method=self.cfg.impute,
-            stats=self.scan.train_stats if method == "global" else None,
-            std_floor=self.cfg.std_floor, clip=self.cfg.clip, corpus=self.corpus,
+            # the scan's statistics are of the files as stored; under lead_hand the dataset computes
+            # those of the canonical samples, as training does
+            stats=self.scan.train_stats if method == "global" and self.cfg.lead_hand is None else None,
+            std_floor=self.cfg.std_floor, clip=self.cfg.clip, corpus=self.corpus, lead_hand=self.cfg.lead_hand,
         )
 
     def split_records(self, split: str = "train") -> list:

@@ -60,6 +60,10 @@ class TrainConfig:
     # halved test WER, README "Augmentation and unseen signers"). e.g. {"mirror": 0.5, "affine":
     # {"p": 0.8, "rotate_deg": 10}}
     augment: dict = field(default_factory=lambda: {"recipe": "default"})
+    # leading-hand canonicalisation (data/augment.py: lead_canonical): every sample one hand leads is
+    # mirrored so that this hand ("left_hand" or "right_hand") leads it, in every split and in
+    # model.evaluate / model.recognize (the checkpoint keeps the configuration); None: off
+    lead_hand: str | None = None
     nonfinite: str = "stop"  # stop or skip a batch with non-finite loss/gradients
     # whether the run trains under DDP, where a parameter without a gradient errors or hangs; None:
     # as the process runs (torchrun sets WORLD_SIZE)
@@ -115,6 +119,10 @@ class TrainConfig:
             parse_augment(self.augment)
         except ValueError as exc:
             problems.append(str(exc))
+        from data.augment import LEAD_HANDS
+
+        if self.lead_hand is not None and self.lead_hand not in LEAD_HANDS:
+            problems.append(f"lead_hand={self.lead_hand!r} (one of {LEAD_HANDS}, or None: off)")
         for key in ("dataset", "batch_transform", "collate_fn", "train_step"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, str) or ":" not in value):

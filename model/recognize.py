@@ -7,7 +7,8 @@ a corpus feature file `.npy` ([T, 1629] raw landmarks with NaN, or [T, 6516] fea
 Videos and frame folders go through the extraction of `python -m data.extract`
 (data.extract.extract_sample: a fresh MediaPipe Holistic a sample, video mode); `.pose` files
 through `python -m data.convert pose`'s reader. The landmarks then take the dataset's own path
-(data.dataset.model_features: temporal block, imputation; data.normalize.Normalizer with the
+(the checkpoint's leading-hand canonicalisation, data.augment.lead_canonical, if it has one;
+data.dataset.model_features: temporal block, imputation; data.normalize.Normalizer with the
 checkpoint's method, statistics, std floor and clip; the checkpoint's modalities) and the
 configured batch_transform, so the model sees what it saw in evaluation.
 
@@ -50,6 +51,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data.augment import lead_canonical
 from data.corpus import CorpusError, atomic_write_text, load_features
 from data.dataset import Sample, collate, model_features
 from data.layout import FEATURE_DIM, modality_columns
@@ -108,6 +110,8 @@ def model_input(trained: Trained, raw: np.ndarray) -> np.ndarray:
     """[T, 1629 | 6516] landmarks -> the model-ready [T, F] features, exactly as
     data.dataset.MediaPipeFeatureDataset.features computes them for this checkpoint."""
     cfg = trained.cfg
+    if cfg.lead_hand is not None:
+        raw = lead_canonical(raw, cfg.lead_hand)
     feats, raw_nan = model_features(raw, cfg.impute)
     out = Normalizer(cfg.normalize, stats=trained.stats, std_floor=cfg.std_floor, clip=cfg.clip)(feats, raw=raw_nan)
     columns = modality_columns(cfg.modalities)

@@ -142,7 +142,7 @@ def build_data(cfg: TrainConfig, vocab: Vocabulary | None = None, stats: Feature
     declared = declared_vocab(cfg)
     vocab = _declared_or_given(cfg, declared, vocab) or Vocabulary.from_records(corpus.records)
     if cfg.normalize == "global" and stats is None:
-        stats = compute_train_stats(corpus, cfg.impute)
+        stats = compute_train_stats(corpus, cfg.impute, cfg.lead_hand)
     # DataLoader workers each hold a copy of the dataset: the cache serves the in-process loader only
     cache_bytes = cfg.cache_mb * 2**20 if cfg.num_workers == 0 else 0
     splits = {}
@@ -152,7 +152,7 @@ def build_data(cfg: TrainConfig, vocab: Vocabulary | None = None, stats: Feature
                 corpus.dir, split, vocab=vocab, normalization=cfg.normalize, modalities=cfg.modalities,
                 impute_method=cfg.impute, stats=stats, std_floor=cfg.std_floor, clip=cfg.clip, corpus=corpus,
                 cache_bytes=cache_bytes,
-                augment=cfg.augment if split == "train" else None, augment_seed=cfg.seed,
+                augment=cfg.augment if split == "train" else None, augment_seed=cfg.seed, lead_hand=cfg.lead_hand,
             )
     kind = ""
     if (corpus.dir / CORPUS_INFO).is_file():
