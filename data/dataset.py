@@ -261,8 +261,7 @@ class MediaPipeFeatureDataset(torch.utils.data.Dataset):
         """Model-ready features of sample i; with augmentation, those of draw `draw` (deterministic)."""
         if self._feature_mirror is not None:
             return np.array(self._mirror_draw(i, draw).numpy())
-        rec = self.records[i]
-        arr = self._raw(i) if self.augmenter is not None else self._canonical(self.corpus.load(rec))
+        arr = self._raw(i) if self.augmenter is not None else self.source(i)
         if self.augmenter is not None:
             rng, min_frames = self._augment_rng(i, draw)
             arr = self.augmenter(arr[:, :RAW_DIM], rng, min_frames=min_frames)
@@ -329,6 +328,11 @@ class MediaPipeFeatureDataset(torch.utils.data.Dataset):
         """The [T, 1629] raw landmarks an augmenting dataset starts from (a [T, 6516] file's raw block)."""
         raw = np.asarray(self.corpus.load(self.records[i], mmap=False), dtype=np.float32)[:, :RAW_DIM]
         return np.ascontiguousarray(self._canonical(raw))
+
+    def source(self, i: int) -> np.ndarray:
+        """Sample i's landmarks as this dataset starts from them, before imputation, the temporal
+        block and normalization: its file, with the configured hand leading (lead_hand)."""
+        return self._canonical(self.corpus.load(self.records[i]))
 
     def _canonical(self, arr: np.ndarray) -> np.ndarray:
         """The file's array with the configured hand leading (lead_canonical), or as it is."""

@@ -26,7 +26,10 @@ def standalone_args() -> list[str]:
     return [str(here), "-c", os.devnull, "--rootdir", str(here.parent), "-p", "no:cacheprovider",
             "-W", "ignore::DeprecationWarning:google.protobuf.*", "-W", "ignore::UserWarning:google.protobuf.*",
             # the caller imported the project before pytest started: its modules are not assert-rewritten, and need not be
-            "-W", "ignore::pytest.PytestAssertRewriteWarning", "--tb=no"]
+            "-W", "ignore::pytest.PytestAssertRewriteWarning", "--tb=no",
+            # hypothesis' plugin imports hypothesis (~80 modules, each assert-rewritten anew where
+            # PYTHONDONTWRITEBYTECODE is set); the checks draw no examples
+            "-p", "no:hypothesispytest"]
 
 
 def test_check(cslr_check, harness, record_finding):

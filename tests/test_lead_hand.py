@@ -150,3 +150,28 @@ def test_the_harness_checks_the_canonical_samples_training_serves(corpus):
         np.testing.assert_array_equal(checked.stats.mean, data.stats.mean)
         for i in range(len(trained)):
             np.testing.assert_array_equal(checked.features(i), trained.features(i))
+
+
+@pytest.mark.parametrize("normalize", ["body", "global"])
+def test_the_normalization_check_passes_a_canonicalising_dataset_and_still_catches_a_second_z_score(corpus, normalize):
+    """The reference the check holds the model input to is one normalization of the sample the
+    dataset starts from (canonical under lead_hand), not of the file as stored: mirrored samples
+    are no second transform. A z-score added in a batch_transform still fails it."""
+    from harness.context import HarnessContext
+    from harness.findings import FAIL, PASS
+    from harness.suite import expand, run_check
+
+    cfg = TrainConfig(model="i3d_tiny", data_dir=str(corpus), normalize=normalize, lead_hand="right_hand", augment={}, batch_size=4)
+    ctx = HarnessContext(cfg)
+    found = {c.label(p): run_check(c, ctx, p) for c, p in expand(cfg, ["normalization"], configured_only=True)}
+    assert [f.status for f in found.values()] == [PASS], {k: f.message() for k, f in found.items()}
+    twice = cfg.replace(batch_transform="tests.test_lead_hand:zscore_again")
+    ctx = HarnessContext(twice)
+    found = {c.label(p): run_check(c, ctx, p) for c, p in expand(twice, ["normalization"], configured_only=True)}
+    assert [f.status for f in found.values()] == [FAIL], {k: f.message() for k, f in found.items()}
+
+
+def zscore_again(features, lengths):
+    """A batch_transform normalizing the dataset's normalized features a second time."""
+    mean, std = features.mean(dim=(0, 1), keepdim=True), features.std(dim=(0, 1), keepdim=True).clamp_min(1e-6)
+    return (features - mean) / std

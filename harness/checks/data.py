@@ -501,8 +501,7 @@ def _applied_once(dataset, samples_idx, batch, x: np.ndarray, method: str, thres
         fails.append(f"batch says normalization {batch.normalization!r}, the dataset is configured for {method!r}")
     mismatched = []
     for i, (idx, sid) in enumerate(zip(samples_idx, batch.ids)):
-        rec = dataset.records[idx]
-        feats, raw = model_features(dataset.corpus.load(rec), dataset.impute_method)
+        feats, raw = model_features(dataset.source(idx), dataset.impute_method)
         expected = dataset.normalizer(feats, raw=raw)[:, dataset.columns]
         got = x[i, : batch.lengths[i]]
         if not np.allclose(got, expected, rtol=thresholds["normalize_once_rtol"], atol=thresholds["normalize_once_atol"], equal_nan=True):
@@ -608,7 +607,7 @@ def _trace_nonfinite(dataset, samples_idx) -> tuple[str, list[str], list[int]]:
     imputed_ids, imputed_cols, norm_ids, norm_cols, divisors, inf_ids = [], set(), [], set(), [], []
     for idx in samples_idx:
         rec = dataset.records[idx]
-        feats, raw = model_features(dataset.corpus.load(rec), dataset.impute_method)
+        feats, raw = model_features(dataset.source(idx), dataset.impute_method)
         bad = ~np.isfinite(feats[:, cols]).all(axis=0)  # [len(cols)] columns holding NaN/Inf
         if bad.any():
             imputed_ids.append(rec.id)
