@@ -33,7 +33,7 @@ def test_a_hand_the_test_signers_never_show_warns_with_the_numbers(tmp_path):
     _rewrite(root, "test", no_left)
     f = check_shift(scan_corpus(Corpus(root)), resolve())
     assert f.status == WARN and "test sees the left hand in 0% of frames, train in 70%" in f.summary, f.message()
-    assert "hand dropout" in f.hint
+    assert "hand dropout" in f.hint and "measured on real signer folds" in f.hint  # what such a shift has cost
     assert f.values["profiles"]["test"]["presence"]["left_hand"] == 0.0
 
 
@@ -53,6 +53,7 @@ def test_other_dominant_hand_warns(tmp_path):
     f = check_shift(scan_corpus(Corpus(root)), resolve())
     assert f.status == WARN and "the right hand moves more in 100% of dev samples, in 0% of train" in f.summary, f.message()
     assert "mirror augmentation" in f.hint and "dev: hands move" not in f.summary
+    assert "signers of the other dominant hand had 19% test WER" in f.hint
 
 
 def test_faster_signing_warns(tmp_path):
