@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from data.augment import LEAD_HANDS
 from data.corpus import atomic_write, atomic_write_bytes, atomic_write_text
 from data.dataset import Vocabulary
 from data.layout import input_dim
@@ -55,6 +56,8 @@ def parse_args(argv=None):
     p.add_argument("--normalize", choices=METHODS)
     p.add_argument("--impute", choices=IMPUTATIONS)
     p.add_argument("--modalities", nargs="+", help="subset of pose hands face temporal")
+    p.add_argument("--lead_hand", choices=LEAD_HANDS,
+                   help="mirror each sample the other hand leads so this hand leads it, in every split (leading-hand canonicalisation)")
     p.add_argument("--device", help="auto, cpu or cuda")
     p.add_argument("--gpu", action="store_true", help="shorthand for --device cuda")
     p.add_argument("--amp", action="store_true", default=None, help="mixed precision (bf16 by default; see amp_dtype)")
@@ -72,6 +75,7 @@ def parse_args(argv=None):
         lr=args.lr, normalize=args.normalize, impute=args.impute, modalities=args.modalities, device=device, amp=args.amp,
         grad_clip=args.grad_clip, seed=args.seed, num_workers=args.num_workers, beam_width=args.beam_width,
         model=args.model, teacher=args.teacher, distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
+        lead_hand=args.lead_hand,
     )
     return cfg, args
 

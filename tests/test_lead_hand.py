@@ -175,3 +175,14 @@ def zscore_again(features, lengths):
     """A batch_transform normalizing the dataset's normalized features a second time."""
     mean, std = features.mean(dim=(0, 1), keepdim=True), features.std(dim=(0, 1), keepdim=True).clamp_min(1e-6)
     return (features - mean) / std
+
+
+def test_train_py_takes_lead_hand_as_a_flag_and_rejects_another_name(tmp_path, capsys):
+    import train
+
+    cfg, _ = train.parse_args(["--lead_hand", "left_hand", "--output_dir", str(tmp_path)])
+    assert cfg.lead_hand == "left_hand"
+    assert train.parse_args(["--output_dir", str(tmp_path)])[0].lead_hand is None
+    with pytest.raises(SystemExit):
+        train.parse_args(["--lead_hand", "right"])
+    assert "--lead_hand: invalid choice: 'right'" in capsys.readouterr().err
