@@ -444,7 +444,7 @@ DATASET_FIX = {
 }
 
 
-def dataset_scores(reference: dict, new: dict, t: dict) -> dict:
+def dataset_scores(reference: dict, new: dict, t: dict) -> tuple[dict, np.ndarray]:
     """The scores of two "dataset" profiles of the same width: per-column shift (|new mean -
     training mean| / training std, NaN where the training column is constant), the scale ratio
     (median over non-constant columns of new std / training std), the share of shifted columns,
@@ -464,11 +464,6 @@ def dataset_scores(reference: dict, new: dict, t: dict) -> dict:
     }
     s = {k: (None if v is None or not np.isfinite(v) else round(float(v), 4)) for k, v in s.items()}
     return s, shift
-
-
-def column_shift(reference: dict, new: dict, t: dict | None = None) -> np.ndarray:
-    """Per feature column: |new mean - training mean| / training std (NaN where training is constant)."""
-    return dataset_scores(reference, new, resolve(t))[1]
 
 
 def compare_datasets(reference: dict, new: dict, t: dict, mode: str = "auto") -> Drift:

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from data.profile import leading_hand
 from harness.findings import PASS, WARN, Finding
 
 from harness.scan import BLOCKS as PARTS
@@ -42,12 +43,13 @@ def split_profile(files, lead: float = DEFAULTS["shift_hand_lead"], min_led: int
     hands = [(f.motion.get("left_hand", 0.0), f.motion.get("right_hand", 0.0)) for f in ok]
     moving = [(left, right) for left, right in hands if left + right > 0]
     # a sample is led by a hand that moves at least `lead` times as much as the other (or alone)
-    led = [(left, right) for left, right in moving if max(left, right) >= lead * min(left, right)]
+    led = [leading_hand(left, right, lead) for left, right in moving]
+    led = [hand for hand in led if hand is not None]
     centers = np.array([f.center for f in ok if f.center is not None]) if any(f.center for f in ok) else np.zeros((0, 2))
     return {
         "samples": len(ok),
         "presence": {p: float(np.mean([1 - f.missing.get(p, 1.0) for f in ok])) for p in PARTS},
-        "right_dominant": float(np.mean([right > left for left, right in led])) if len(led) >= min_led else float("nan"),
+        "right_dominant": float(np.mean([hand == "right_hand" for hand in led])) if len(led) >= min_led else float("nan"),
         "hand_speed": float(np.median([max(left, right) for left, right in moving])) if moving else 0.0,
         "frames": float(np.median([f.frames for f in ok])),
         "center_x": float(np.median(centers[:, 0])) if len(centers) else float("nan"),
