@@ -540,14 +540,11 @@ def make_loader(dataset, batch_size: int, shuffle: bool, seed: int = 0, num_work
     With `batch_sampler` (e.g. a LengthBucketSampler) it gives each batch's indices, not batch_size / sampler."""
     batches = batches if batches is not None else Batches()
     generator = torch.Generator().manual_seed(seed)
-    if batch_sampler is not None:
-        return torch.utils.data.DataLoader(
-            batches.entries(dataset), batch_sampler=batch_sampler, collate_fn=batches, num_workers=num_workers, generator=generator,
-            persistent_workers=num_workers > 0,
-        )
+    batching = (dict(batch_sampler=batch_sampler) if batch_sampler is not None
+                else dict(batch_size=batch_size, shuffle=shuffle if sampler is None else False, sampler=sampler))
     return torch.utils.data.DataLoader(
-        batches.entries(dataset), batch_size=batch_size, shuffle=shuffle if sampler is None else False, sampler=sampler,
-        collate_fn=batches, num_workers=num_workers, generator=generator, persistent_workers=num_workers > 0,
+        batches.entries(dataset), collate_fn=batches, num_workers=num_workers, generator=generator, persistent_workers=num_workers > 0,
+        **batching,
     )
 
 
