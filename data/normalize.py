@@ -49,18 +49,24 @@ def impute(raw: np.ndarray, method: str = "ffill") -> np.ndarray:
     x = np.array(raw, dtype=np.float32, copy=True)
     if method == "ffill":
         missing = np.isnan(x)
-        if missing.any():
-            t = np.arange(x.shape[0])[:, None]
-            last_seen = np.where(missing, 0, t)
-            np.maximum.accumulate(last_seen, axis=0, out=last_seen)
-            filled = np.take_along_axis(x, last_seen, axis=0)
-            # leading gap: take the first seen frame (reverse pass)
-            first_seen = np.where(missing, x.shape[0] - 1, t)
-            first_seen = np.minimum.accumulate(first_seen[::-1], axis=0)[::-1]
-            lead = np.isnan(filled)
-            filled[lead] = np.take_along_axis(x, first_seen, axis=0)[lead]
-            x = filled
-    return np.nan_to_num(x, nan=0.0, posinf=np.inf, neginf=-np.inf)
+        cols = np.flatnonzero(missing.any(axis=0))  # MediaPipe drops whole landmarks: few columns hold NaN
+        if cols.size:
+            x[:, cols] = _ffill(x[:, cols], missing[:, cols])
+    return np.nan_to_num(x, copy=False, nan=0.0, posinf=np.inf, neginf=-np.inf)
+
+
+def _ffill(x: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """Columns of x with NaN at `missing`: the last seen value carried forward, the first seen one
+    backward over a leading gap; a column never seen stays NaN."""
+    t = np.arange(x.shape[0])[:, None]
+    last_seen = np.where(missing, 0, t)
+    np.maximum.accumulate(last_seen, axis=0, out=last_seen)
+    filled = np.take_along_axis(x, last_seen, axis=0)
+    first_seen = np.where(missing, x.shape[0] - 1, t)
+    first_seen = np.minimum.accumulate(first_seen[::-1], axis=0)[::-1]
+    lead = np.isnan(filled)
+    filled[lead] = np.take_along_axis(x, first_seen, axis=0)[lead]
+    return filled
 
 
 # ---------------------------------------------------------------------------- global statistics
