@@ -50,9 +50,11 @@ def impute(raw: np.ndarray, method: str = "ffill") -> np.ndarray:
     if method == "ffill":
         missing = np.isnan(x)
         cols = np.flatnonzero(missing.any(axis=0))  # MediaPipe drops whole landmarks: few columns hold NaN
-        if cols.size:
-            x[:, cols] = _ffill(x[:, cols], missing[:, cols])
-    return np.nan_to_num(x, copy=False, nan=0.0, posinf=np.inf, neginf=-np.inf)
+        if cols.size:  # a column never seen in the sample stays NaN here: 0 below
+            x[:, cols] = np.nan_to_num(_ffill(x[:, cols], missing[:, cols]), nan=0.0, posinf=np.inf, neginf=-np.inf)
+        return x
+    x[np.isnan(x)] = 0.0
+    return x
 
 
 def _ffill(x: np.ndarray, missing: np.ndarray) -> np.ndarray:

@@ -49,9 +49,15 @@ def temporal_features(raw: np.ndarray) -> np.ndarray:
     out = np.zeros((x.shape[0], TEMPORAL_DIM), dtype=np.float32)
     for i, (lag, values) in enumerate(temporal_blocks(x)):
         out[lag:, i * RAW_DIM : (i + 1) * RAW_DIM] = values
-    # NaN here means "depends on a missing landmark": such a derivative is defined as 0.
+    # NaN here means "depends on a missing landmark": such a derivative is defined as 0. Only the
+    # columns of a landmark that is missing somewhere can hold it (MediaPipe drops whole landmarks).
     # Inf is left alone on purpose: it is a data fault for the harness to report, not to hide.
-    np.nan_to_num(out, copy=False, nan=0.0, posinf=np.inf, neginf=-np.inf)
+    cols = np.flatnonzero(np.isnan(x).any(axis=0))
+    if cols.size:
+        cols = (cols[None, :] + RAW_DIM * np.arange(len(LAGS))[:, None]).ravel()
+        block = out[:, cols]
+        block[np.isnan(block)] = 0.0
+        out[:, cols] = block
     return out
 
 

@@ -7,6 +7,7 @@ absent) at random: 30 reference samples, 12 new, the same signers. Unchanged, no
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -96,10 +97,16 @@ def kaggle(tmp_path_factory):
     return {"plain": path, "right_handed": _right_handed(path, root / "right_handed")}
 
 
+@functools.lru_cache(maxsize=None)
+def _corpus_and_scan(corpus_dir: Path) -> tuple[Corpus, CorpusScan]:
+    """A corpus and its scan, once a test process (every re-split of it reads the same scan)."""
+    corpus = Corpus(corpus_dir)
+    return corpus, scan_corpus(corpus)
+
+
 def resplit(corpus_dir: Path, seed: int, drift=None, workdir: Path | None = None):
     """Reference and new profiles of a random re-split (N_NEW new samples), `drift` applied to the new ones."""
-    corpus = Corpus(corpus_dir)
-    scan = scan_corpus(corpus)
+    corpus, scan = _corpus_and_scan(corpus_dir)
     rng = np.random.default_rng(seed)
     new_ids = set(rng.choice([r.id for r in corpus.records], size=N_NEW, replace=False))
     files = []
