@@ -7,9 +7,17 @@
 # plugin are unknown while pytest pre-parses the command line). With the entry point installed
 # this line is a no-op: pytest's import_plugin returns at once for a name already registered,
 # so the plugin is never registered twice.
+import os
 import re
 
 pytest_plugins = ["harness.plugin"]
+
+# Under pytest-xdist (the README's `-n 2` on a 2-core machine) every core already has a worker:
+# a command a test starts (train.py, `python -m harness check`, torchrun) gets one torch/OpenMP
+# thread, as the workers do (the plugin's pytest_configure), instead of competing with the other
+# worker for two. Set before anything imports torch; a variable the caller set is kept.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_ignore_collect(collection_path, config):
