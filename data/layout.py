@@ -111,7 +111,7 @@ MODALITIES = ("pose", "hands", "face", "temporal")
 
 def parse_modalities(modalities) -> tuple[str, ...]:
     """Normalise a modality selection ("pose,hands", ["face"], None -> all) to layout order."""
-    if modalities is None or modalities == "all":
+    if modalities is None or modalities == "all" or list(modalities) == ["all"]:
         return MODALITIES
     if isinstance(modalities, str):
         modalities = [m for m in modalities.replace(",", " ").split() if m]

@@ -15,6 +15,7 @@ import torch
 
 from data.corpus import MANIFEST, Corpus
 from data.dataset import MediaPipeFeatureDataset, Vocabulary
+from data.layout import MODALITIES
 from data.layout import input_dim as layout_input_dim
 from data.normalize import METHODS
 from harness.scan import scan_corpus, scan_dataset
@@ -189,10 +190,20 @@ class HarnessContext:
             return bool(self.cfg.ddp)
         return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
 
+    @functools.cached_property
+    def layout_modalities(self) -> tuple[str, ...] | None:
+        """The modalities whose MediaPipe layout (data/layout.py) the features follow: cfg.modalities;
+        for a user's dataset yielding all 6516 features a frame, all four; else None."""
+        if self.input_dim == layout_input_dim(self.cfg.modalities):
+            return tuple(self.cfg.modalities)
+        if self.external and self.input_dim == layout_input_dim(MODALITIES):
+            return MODALITIES
+        return None
+
     @property
     def follows_layout(self) -> bool:
-        """Whether the features are the MediaPipe layout of cfg.modalities (data/layout.py)."""
-        return self.input_dim == layout_input_dim(self.cfg.modalities)
+        """Whether the features follow a MediaPipe layout (layout_modalities)."""
+        return self.layout_modalities is not None
 
     # ------------------------------------------------------------------ datasets, model, batches
 

@@ -151,7 +151,7 @@ def _model_input(ctx: HarnessContext, _) -> Finding:
     if columns is None and ctx.follows_layout:
         from data.layout import modality_columns
 
-        columns = modality_columns(ctx.cfg.modalities)
+        columns = modality_columns(ctx.layout_modalities)
     inner = getattr(ds, "inner", ds)
     return check_model_input(samples, ctx.to_input, ctx.thresholds, model, inner, columns, ctx.cfg.batch_transform, n_train)
 
@@ -173,7 +173,7 @@ def _modalities(ctx: HarnessContext, _) -> Finding:
     def single(m):
         return ctx.model(modalities=(m,), input_dim=layout_input_dim((m,)))
 
-    return check_modalities(ctx.model(), ctx.probe_batch(), single, ctx.cfg.modalities)
+    return check_modalities(ctx.model(), ctx.probe_batch(), single, ctx.layout_modalities)
 
 
 CHECKS: tuple[Check, ...] = (

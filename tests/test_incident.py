@@ -64,9 +64,9 @@ def incident_corpus(tmp_path_factory) -> tuple[Path, str]:
 
 
 def report_config(corpus, model: str = "small", **changes) -> TrainConfig:
-    """The report's full training: global z-score, zero-fill, batch 2, lr 5e-4, no clip."""
+    """The report's full training: all 6516 features, global z-score, zero-fill, batch 2, lr 5e-4, no clip."""
     settings = dict(data_dir=str(corpus), device="cpu", impute="zero", normalize="global", clip=0.0, batch_size=2, lr=5e-4,
-                    model="i3d_teacher" if model == "default" else "i3d_small")
+                    model="i3d_teacher" if model == "default" else "i3d_small", modalities="all")
     return TrainConfig(**{**settings, **changes})
 
 

@@ -18,6 +18,14 @@ def test_modality_columns_cover_frame_once():
     assert np.array_equal(cols, np.arange(FEATURE_DIM))
     assert input_dim("hands") == 126 and input_dim(["face", "pose"]) == 1503
     assert parse_modalities("hands,pose") == ("pose", "hands")
+    assert parse_modalities("all") == parse_modalities(["all"]) == parse_modalities(None) == ("pose", "hands", "face", "temporal")
+
+
+def test_the_default_inputs_are_the_landmarks_without_the_temporal_block():
+    from model.config import TrainConfig
+
+    assert TrainConfig().modalities == ("pose", "hands", "face") and input_dim(TrainConfig().modalities) == 1629
+    assert TrainConfig(modalities="all").modalities == ("pose", "hands", "face", "temporal")
     with pytest.raises(ValueError, match="subset"):
         parse_modalities(["feet"])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from data.layout import MODALITIES
 from model.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -13,7 +14,8 @@ BASE_MODEL = "i3d_small"
 
 
 def default_base_config(**changes) -> TrainConfig:
-    return TrainConfig(model=BASE_MODEL, device="cpu", **changes)
+    """The catalogue's pipeline: the incident's input, all 6516 features (temporal block included)."""
+    return TrainConfig(model=BASE_MODEL, device="cpu", **{"modalities": MODALITIES, **changes})
 
 
 def small_demo_corpus(cache_dir=None) -> Path:
