@@ -385,8 +385,8 @@ def fold_runs(work: Path, name: str, i: int, data_dir: Path, recipes: dict, rows
 def stage_onehand(work: Path, seed: int, epochs: int, hand: str = "right_hand") -> Path:
     """A one-handed task from the real clips: the signers none of whose clips the other hand leads
     (data/profile.py: sample_leading_hand), made into sentences by the sentence builder (its default
-    signer split); train.py with no augmentation and with today's default (random mirror) on it,
-    --table-epochs epochs each."""
+    signer split); train.py with no augmentation and with the random mirror, on all 6516 features
+    and on pose, hands and face, --table-epochs epochs each."""
     from data.corpus import Corpus, atomic_copy, write_manifest
     from data.profile import sample_leading_hand
 
@@ -409,7 +409,14 @@ def stage_onehand(work: Path, seed: int, epochs: int, hand: str = "right_hand") 
     mirrored = sum(sample_leading_hand(sentences.load(r)) not in (None, hand) for r in sentences.records)
     save_result(work, f"onehand/{hand}/lead_mirrors", {"sentences": len(sentences.records), "mirrored": mirrored})
     log(f"one-handed ({hand}): lead_hand={hand} mirrors {mirrored} of {len(sentences.records)} sentences")
-    for row, cfg in (("none", write_config(work, "onehand-none", {})), ("defaults", None)):
+    # none / defaults: without augmentation and with the mirror, on all 6516 features (train.py's
+    # defaults when the task was first measured); the same two on pose, hands and face (today's
+    # default inputs: "notemporal" is train.py's defaults)
+    no_temporal = {"modalities": ["pose", "hands", "face"]}
+    rows = (("none", {"augment": {}, "modalities": "all"}), ("defaults", {"augment": {"recipe": "default"}, "modalities": "all"}),
+            ("notemporal_none", {"augment": {}, **no_temporal}), ("notemporal", {"augment": {"recipe": "default"}, **no_temporal}))
+    for row, fields in rows:
+        cfg = write_config(work, f"onehand-{row}", fields["augment"], {k: v for k, v in fields.items() if k != "augment"})
         train_run(work, f"onehand/{hand}/{row}/s{seed}/e{epochs}", data_dir, cfg, epochs, seed)
     return data_dir
 
