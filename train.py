@@ -62,6 +62,7 @@ def parse_args(argv=None):
     p.add_argument("--gpu", action="store_true", help="shorthand for --device cuda")
     p.add_argument("--amp", action="store_true", default=None, help="mixed precision (bf16 by default; see amp_dtype)")
     p.add_argument("--grad_clip", type=float)
+    p.add_argument("--ema_decay", type=float, help="score and keep an exponential moving average of the weights, decay a step (0: off)")
     p.add_argument("--seed", type=int)
     p.add_argument("--num_workers", type=int)
     p.add_argument("--beam_width", type=int)
@@ -75,7 +76,7 @@ def parse_args(argv=None):
         lr=args.lr, normalize=args.normalize, impute=args.impute, modalities=args.modalities, device=device, amp=args.amp,
         grad_clip=args.grad_clip, seed=args.seed, num_workers=args.num_workers, beam_width=args.beam_width,
         model=args.model, teacher=args.teacher, distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
-        lead_hand=args.lead_hand,
+        lead_hand=args.lead_hand, ema_decay=args.ema_decay,
     )
     return cfg, args
 
@@ -113,6 +114,7 @@ def main(argv=None) -> int:
         log(first_batch(run))
     log(
         f"best.pt: lowest {run.select_split} WER, greedy decoding, checked every epoch"
+        + (f" on the weight average (ema_decay {cfg.ema_decay})" if run.ema is not None else "")
         + ("" if run.select_split == "dev" else " (the corpus has no dev split)")
         + f"; the closing dev/test WER decode best.pt with {decoder_label(cfg.beam_width)} (python -m model.evaluate reproduces both)",
         proc.master,
@@ -331,6 +333,12 @@ class Run:
     best_wer: float = float("inf")  # lowest greedy WER of the epoch lines so far (best.pt's)
     metrics: list = field(default_factory=list)  # one row a finished epoch, as in metrics.jsonl
     data_profile: dict | None = None  # the train split's profile (harness/profile.py; a user's dataset: data/profile.py: profile_dataset)
+    ema: object = None  # the weight average (model.training.weight_average; ema_decay > 0), else None
+
+    @property
+    def scored_model(self) -> torch.nn.Module:
+        """What the dev WER scores and the checkpoints' "model" hold: the weight average, else the model."""
+        return self.ema.module if self.ema is not None else self.raw_model
 
     @property
     def select_split(self) -> str:
@@ -368,8 +376,15 @@ def prepare_run(cfg: TrainConfig, proc: Process, out: Path, data: training.DataB
         log(f"batches: collate_fn {cfg.collate_fn!r} (its features, lengths and sample order; targets from the items' labels)", proc.master)
     if user_step is not None:
         log(user_step_note(cfg), proc.master)
+    run.ema = training.weight_average(model, cfg.ema_decay)
     if ckpt:
-        model.load_state_dict(ckpt["model"])
+        # with a weight average, "model" holds the average and "train_model" the weights as trained
+        model.load_state_dict(ckpt.get("train_model") or ckpt["model"])
+        if run.ema is not None and ckpt.get("ema_steps"):
+            run.ema.module.load_state_dict(ckpt["model"])
+            run.ema.n_averaged.fill_(ckpt["ema_steps"])
+        elif run.ema is not None:  # a run that had no average: it starts from the resumed weights
+            run.ema.update_parameters(model)
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
@@ -448,6 +463,8 @@ def train_epoch(run: Run, epoch: int) -> EpochSteps:
                     return steps
                 steps.skipped += 1
                 continue
+            if run.ema is not None:
+                run.ema.update_parameters(run.raw_model)
             steps.losses.append(res.loss)
             steps.frames += int(batch.lengths.sum())
     steps.seconds = time.perf_counter() - t0
@@ -469,7 +486,7 @@ def end_epoch(run: Run, epoch: int, steps: EpochSteps) -> None:
     """Rank 0 after an epoch: the greedy WER of the dev split, a row of metrics.jsonl (and
     metrics.png), last.pt, best.pt when the WER is the lowest yet, the epoch line."""
     cfg, data = run.cfg, run.data
-    dev = training.evaluate(run.raw_model, run.dev_loader, data.vocab, run.proc.device, cfg, beam_width=1, phoenix_cleanup=run.phoenix)
+    dev = training.evaluate(run.scored_model, run.dev_loader, data.vocab, run.proc.device, cfg, beam_width=1, phoenix_cleanup=run.phoenix)
     row = {
         "epoch": epoch,
         "train_loss": float(np.mean(steps.losses)) if steps.losses else float("nan"),
@@ -504,7 +521,9 @@ def checkpoint_state(run: Run, epoch: int) -> dict:
     return {
         "model_name": run.cfg.model,
         "model_args": run.model_args,
-        "model": run.raw_model.state_dict(),
+        "model": run.scored_model.state_dict(),
+        "train_model": run.raw_model.state_dict() if run.ema is not None else None,
+        "ema_steps": int(run.ema.n_averaged) if run.ema is not None else 0,  # the steps "model" averages
         "vocab": run.data.vocab.to_list(),
         "norm_stats": run.data.stats.to_dict() if run.data.stats is not None else None,
         "optimizer": run.optimizer.state_dict(),

@@ -231,11 +231,15 @@ def bigru_run(work: Path, key: str, data_dir: Path, budget: float, seed: int) ->
 # random mirroring; "lead_noface": the same without the face mesh (1404 of the 1629 raw values);
 # "lead_handdrop": with hand dropout (a signer whose hand MediaPipe loses more often than in
 # training makes the model insert signs where the hand comes back).
+# every row names its inputs: the rows measured before the default inputs changed keep all 6516 features
 FOLD_RECIPES = {
     "defaults": {"augment": {"recipe": "default"}, "modalities": "all"},
-    "lead": {"augment": {}, "lead_hand": "right_hand"},
+    "lead": {"augment": {}, "lead_hand": "right_hand", "modalities": "all"},
     "lead_noface": {"augment": {}, "lead_hand": "right_hand", "modalities": ["pose", "hands", "temporal"]},
-    "lead_handdrop": {"augment": {"hand_dropout": {"p": 0.5, "max_fraction": 0.3}}, "lead_hand": "right_hand"},
+    "lead_handdrop": {"augment": {"hand_dropout": {"p": 0.5, "max_fraction": 0.3}}, "lead_hand": "right_hand", "modalities": "all"},
+    "notemporal": {"augment": {"recipe": "default"}, "modalities": ["pose", "hands", "face"]},  # train.py's defaults
+    # the same with a weight average (TrainConfig.ema_decay; ~100 steps' horizon, 63 steps an epoch here)
+    "notemporal_ema": {"augment": {"recipe": "default"}, "modalities": ["pose", "hands", "face"], "ema_decay": 0.99},
 }
 
 
@@ -382,11 +386,11 @@ def fold_runs(work: Path, name: str, i: int, data_dir: Path, recipes: dict, rows
         save_result(work, key, {**res, "test_signers": per_signer(data_dir, res["test_samples"])})
 
 
-def stage_onehand(work: Path, seed: int, epochs: int, hand: str = "right_hand") -> Path:
+def stage_onehand(work: Path, seed: int, epochs: int, hand: str = "right_hand", only: list | None = None) -> Path:
     """A one-handed task from the real clips: the signers none of whose clips the other hand leads
     (data/profile.py: sample_leading_hand), made into sentences by the sentence builder (its default
     signer split); train.py with no augmentation and with the random mirror, on all 6516 features
-    and on pose, hands and face, --table-epochs epochs each."""
+    and on pose, hands and face, --table-epochs epochs each (--rows: only these)."""
     from data.corpus import Corpus, atomic_copy, write_manifest
     from data.profile import sample_leading_hand
 
@@ -416,6 +420,8 @@ def stage_onehand(work: Path, seed: int, epochs: int, hand: str = "right_hand") 
     rows = (("none", {"augment": {}, "modalities": "all"}), ("defaults", {"augment": {"recipe": "default"}, "modalities": "all"}),
             ("notemporal_none", {"augment": {}, **no_temporal}), ("notemporal", {"augment": {"recipe": "default"}, **no_temporal}))
     for row, fields in rows:
+        if only and row not in only:
+            continue
         cfg = write_config(work, f"onehand-{row}", fields["augment"], {k: v for k, v in fields.items() if k != "augment"})
         train_run(work, f"onehand/{hand}/{row}/s{seed}/e{epochs}", data_dir, cfg, epochs, seed)
     return data_dir
@@ -771,7 +777,7 @@ def main(argv=None) -> int:
     p.add_argument("--recipe-extra", default="{}", help="other TrainConfig fields of the 'recipe' runs, JSON")
     p.add_argument("--label", default="recipe", help="name of the recipe runs in results.json (one per recipe tried)")
     p.add_argument("--extra-rows", default="{}", help='more table rows, JSON: {"name": {"augment": {...}, "modalities": [...]}}')
-    p.add_argument("--rows", nargs="*", default=None, help="run only these table rows (folds: these fold rows, 'bigru' included)")
+    p.add_argument("--rows", nargs="*", default=None, help="run only these table rows (folds: these fold rows, 'bigru' included; onehand: these of none, defaults, notemporal_none, notemporal)")
     p.add_argument("--folds", type=int, default=5, help="signer folds of the folds stage")
     p.add_argument("--fold-epochs", type=int, default=10, help="epochs of each fold run")
     p.add_argument("--fold-seed", type=int, default=0, help="seed of the signer folds and their sentences (--seeds: training seeds)")
@@ -792,7 +798,7 @@ def main(argv=None) -> int:
     if "folds" in a.stages:
         stage_folds(work, a.folds, a.fold_seed, a.seeds, a.fold_epochs, a.rows, a.fold_ids, json.loads(a.fold_rows))
     if "onehand" in a.stages:
-        stage_onehand(work, a.seeds[0], a.table_epochs)
+        stage_onehand(work, a.seeds[0], a.table_epochs, only=a.rows)
     if "report" in a.stages:
         stage_report(work)
     return 0

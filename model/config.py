@@ -56,6 +56,9 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-2
     warmup_steps: int = 50
+    # an exponential moving average of the weights (model.training.weight_average), decay a step;
+    # what the dev WER scores and best.pt holds; 0: off, the weights as trained
+    ema_decay: float = 0.0
     grad_clip: float = 5.0  # max global grad norm; 0 disables (1.0 measured: dev WER 22% vs 12% at 5.0 on the demo corpus)
     amp: bool = False
     amp_dtype: str = "bfloat16"  # bfloat16 or float16 (float16 uses a GradScaler)
@@ -106,6 +109,8 @@ class TrainConfig:
             problems.append(f"epochs={self.epochs} (must be >= 0)")
         if not self.lr >= 0:
             problems.append(f"lr={self.lr} (must be >= 0)")
+        if not 0.0 <= self.ema_decay < 1.0:
+            problems.append(f"ema_decay={self.ema_decay} (0 <= decay < 1; 0 disables the weight average)")
         if self.amp_dtype not in ("bfloat16", "float16"):
             problems.append(f"amp_dtype={self.amp_dtype!r} (bfloat16 or float16)")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):

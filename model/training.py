@@ -197,6 +197,25 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opt
     return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused or None)
 
 
+def weight_average(model: torch.nn.Module, decay: float):
+    """An exponential moving average of the model's weights and float buffers, what the epoch lines
+    score and the checkpoints' "model" hold (torch.optim.swa_utils.AveragedModel; update it after
+    each optimiser step with .update_parameters(model)), or None where decay is 0. Step n of the
+    average weighs the old average min(decay, (1 + n) / (10 + n)): the first steps' weights fade
+    fast instead of holding it near the initialisation (n: the updates averaged before)."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel
+
+    def ema(averaged, current, n):
+        if not averaged.is_floating_point():  # counters (BatchNorm's num_batches_tracked): the current one
+            return current
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        return averaged * d + current * (1.0 - d)
+
+    return AveragedModel(model, avg_fn=ema, use_buffers=True)
+
+
 def clip_gradients(params: list, max_norm: float) -> float:
     """torch.nn.utils.clip_grad_norm_(params, max_norm) (max_norm <= 0: no clipping), returning the
     total norm as a float: the same gradients, without rescaling them by exactly 1 when the norm is

@@ -205,3 +205,84 @@ def test_generalisation_gap_warns_when_train_fits_and_dev_does_not():
     warned = train.generalisation_gap({"train": 0.0, "dev": 0.35, "test": 0.74})
     assert warned.startswith("WARNING: the model fits train (0.00%) and not test (74.00%)") and "mirror" in warned
     assert train.generalisation_gap({"dev": 0.3}) == ""
+
+
+def test_weight_average_follows_its_decay():
+    """model.training.weight_average: the update after n others weighs the old average
+    min(decay, (1+n)/(10+n)); decay 0 is no average."""
+    import torch
+
+    from model.training import weight_average
+
+    assert weight_average(torch.nn.Linear(2, 2), 0.0) is None
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = weight_average(model, 0.5)
+    expected = None
+    for n, value in enumerate([1.0, 3.0, 7.0, 15.0]):
+        with torch.no_grad():
+            model[0].weight.fill_(value)
+            model[1].running_mean.fill_(value)
+            model[1].num_batches_tracked.fill_(n + 1)
+        ema.update_parameters(model)
+        d = min(0.5, (1 + n) / (10 + n))  # n: the updates averaged before this one (the first copies)
+        expected = value if expected is None else expected * d + value * (1 - d)
+        assert torch.allclose(ema.module[0].weight, torch.full((2, 2), expected)), (n, ema.module[0].weight, expected)
+        assert torch.allclose(ema.module[1].running_mean, torch.full((2,), expected))  # float buffers: averaged
+        assert int(ema.module[1].num_batches_tracked) == n + 1  # counters: the current one
+    assert int(ema.n_averaged) == 4
+
+
+def test_weight_average_is_scored_checkpointed_and_resumed(small_corpus, small_config, tmp_path, capsys, monkeypatch):
+    """With ema_decay, the epoch lines score the average and best.pt / last.pt hold it as "model",
+    last.pt also the weights as trained; a 3-epoch run stopped after epoch 2 and resumed ends where
+    an uninterrupted one ends, average and weights alike."""
+    import torch
+
+    import train
+
+    def run(out, epochs, *extra):
+        argv = ["--data_dir", str(small_corpus), "--config", str(small_config), "--output_dir", str(out), "--epochs", str(epochs),
+                "--skip-gate", "--threads", "1", "--ema_decay", "0.9", "--beam_width", "1", *extra]
+        assert train.main(argv) == 0
+        return torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+
+    straight = run(tmp_path / "straight", 3)
+    assert "on the weight average (ema_decay 0.9)" in capsys.readouterr().out
+    steps = 3 * -(-16 // 4)  # 16 train samples, batch size 4
+    assert straight["ema_steps"] == steps and straight["config"]["ema_decay"] == 0.9
+    differs = [k for k, v in straight["model"].items() if v.is_floating_point() and not torch.equal(v, straight["train_model"][k])]
+    assert differs, "the average equals the trained weights"
+    best = torch.load(tmp_path / "straight" / "best.pt", map_location="cpu", weights_only=True)
+    assert best["train_model"] is not None and best["model"].keys() == best["train_model"].keys()
+
+    end_epoch, prepare_run = train.end_epoch, train.prepare_run
+
+    def end_epoch_then_stop(run_, epoch, steps_):
+        end_epoch(run_, epoch, steps_)
+        if epoch == 2:
+            raise KeyboardInterrupt  # stopped after epoch 2's checkpoint
+
+    monkeypatch.setattr(train, "end_epoch", end_epoch_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "resumed", 3)
+    stopped = torch.load(tmp_path / "resumed" / "last.pt", map_location="cpu", weights_only=True)
+    assert stopped["epoch"] == 2 and stopped["ema_steps"] == steps * 2 // 3
+    restored = {}
+
+    def prepare_and_keep(*a, **kw):
+        restored["run"] = prepare_run(*a, **kw)
+        restored["model"] = {k: v.clone() for k, v in restored["run"].raw_model.state_dict().items()}
+        restored["average"] = {k: v.clone() for k, v in restored["run"].ema.module.state_dict().items()}
+        return restored["run"]
+
+    monkeypatch.setattr(train, "end_epoch", end_epoch)
+    monkeypatch.setattr(train, "prepare_run", prepare_and_keep)
+    resumed = run(tmp_path / "resumed", 3, "--resume")
+    # the steps go on from the weights as trained, the average from the average, counted on
+    for name, value in stopped["train_model"].items():
+        assert torch.equal(restored["model"][name], value), name
+    for name, value in stopped["model"].items():
+        assert torch.equal(restored["average"][name], value), name
+    assert resumed["epoch"] == 3 and resumed["ema_steps"] == steps
+    differs = [k for k, v in resumed["model"].items() if v.is_floating_point() and not torch.equal(v, resumed["train_model"][k])]
+    assert differs
