@@ -55,7 +55,7 @@ def parse_args(argv=None):
     p.add_argument("--distill_temperature", type=float, help="temperature T of the distillation posteriors")
     p.add_argument("--normalize", choices=METHODS)
     p.add_argument("--impute", choices=IMPUTATIONS)
-    p.add_argument("--modalities", nargs="+", help="model inputs, a subset of pose hands face temporal, or all (default: pose hands face)")
+    p.add_argument("--modalities", nargs="+", help="model inputs, a subset of pose hands face temporal (or motion: the temporal block of pose and hands alone), or all (default: pose hands face)")
     p.add_argument("--lead_hand", choices=LEAD_HANDS,
                    help="mirror each sample the other hand leads so this hand leads it, in every split (leading-hand canonicalisation)")
     p.add_argument("--device", help="auto, cpu or cuda")

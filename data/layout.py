@@ -105,8 +105,13 @@ class FeatureLayout:
 
 LAYOUT = FeatureLayout()
 LANDMARK_BLOCKS = tuple(name for name, _, _ in LAYOUT.landmark_blocks)  # ('pose', 'left_hand', 'right_hand', 'face')
-# Modalities the model fuses, in input order. "temporal" is the derived block over all landmarks.
+# Modalities the model fuses, in input order: "all" of them read the 6516 features. "temporal" is
+# the derived block over all landmarks.
 MODALITIES = ("pose", "hands", "face", "temporal")
+# "motion": the temporal block of the pose and hand landmarks alone (velocity, acceleration and
+# displacement of 75 landmarks, 675 features; the face mesh's 4212 left out), in place of "temporal"
+MOTION_LANDMARKS = slice(0, LAYOUT.hands.stop)  # raw columns of the pose and both hands
+KNOWN_MODALITIES = MODALITIES + ("motion",)
 
 
 def parse_modalities(modalities) -> tuple[str, ...]:
@@ -116,19 +121,27 @@ def parse_modalities(modalities) -> tuple[str, ...]:
     if isinstance(modalities, str):
         modalities = [m for m in modalities.replace(",", " ").split() if m]
     chosen = set(modalities)
-    unknown = chosen - set(MODALITIES)
+    unknown = chosen - set(KNOWN_MODALITIES)
     if unknown or not chosen:
-        raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {sorted(modalities)}")
-    return tuple(m for m in MODALITIES if m in chosen)
+        raise ValueError(f"modalities must be a non-empty subset of {KNOWN_MODALITIES} (or all), got {sorted(modalities)}")
+    if {"temporal", "motion"} <= chosen:
+        raise ValueError("modalities: motion is the pose and hand part of temporal; choose one of them")
+    return tuple(m for m in KNOWN_MODALITIES if m in chosen)
+
+
+def _columns(modality: str) -> np.ndarray:
+    if modality == "motion":
+        return np.concatenate([RAW_DIM * (1 + k) + np.arange(MOTION_LANDMARKS.start, MOTION_LANDMARKS.stop) for k in range(len(TEMPORAL_SETS))])
+    return np.arange(LAYOUT[modality].start, LAYOUT[modality].stop)
 
 
 def modality_columns(modalities=None) -> np.ndarray:
     """Column indices into the 6516-wide frame for the chosen modalities, in layout order."""
-    return np.concatenate([np.arange(LAYOUT[m].start, LAYOUT[m].stop) for m in parse_modalities(modalities)])
+    return np.concatenate([_columns(m) for m in parse_modalities(modalities)])
 
 
 def modality_widths(modalities=None) -> dict[str, int]:
-    return {m: LAYOUT[m].stop - LAYOUT[m].start for m in parse_modalities(modalities)}
+    return {m: len(_columns(m)) for m in parse_modalities(modalities)}
 
 
 def input_dim(modalities=None) -> int:
