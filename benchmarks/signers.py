@@ -322,20 +322,34 @@ def per_signer(data_dir: Path, samples: dict) -> dict:
     return out
 
 
-def evaluated_samples(work: Path, key: str, checkpoint: Path) -> dict:
+def evaluated_samples(work: Path, key: str, checkpoint: Path, beam_width: int | None = None) -> dict:
     """{sample id: [errors, reference words]} of the test split, by `python -m model.evaluate` (the
-    checkpoint's own configuration: what a user's evaluation of it gives)."""
+    checkpoint's own configuration: what a user's evaluation of it gives; beam_width: another decoder)."""
     import csv
 
     out_csv = work / "evals" / f"{key.replace('/', '_')}.csv"
     out_csv.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([sys.executable, "-m", "model.evaluate", str(checkpoint), "--split", "test", "--out", str(out_csv), "--threads", "1"],
+    decoder = ["--beam_width", str(beam_width)] if beam_width else []
+    proc = subprocess.run([sys.executable, "-m", "model.evaluate", str(checkpoint), "--split", "test", "--out", str(out_csv), "--threads", "1", *decoder],
                           cwd=REPO, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if proc.returncode != 0:
         log(f"{key}: model.evaluate failed (exit {proc.returncode}): {proc.stderr[-800:]}")
         return {}
     with open(out_csv, newline="") as f:
         return {row["id"]: [int(row["errors"]), int(row["ref_words"])] for row in csv.DictReader(f)}
+
+
+def greedy_run(work: Path, key: str, greedy: str, res: dict, data_dir: Path) -> None:
+    """The checkpoint of run `key` decoded greedily (train.py's epoch lines; its closing lines use
+    the configured beam), kept as a row of its own under `greedy`: dev WER of the best epoch, test
+    WER and per-signer errors by `python -m model.evaluate --beam_width 1`."""
+    if not res.get("epochs") or greedy in load_results(work):
+        return
+    samples = evaluated_samples(work, greedy, work / "runs" / key / "best.pt", beam_width=1)
+    if samples:
+        errors = sum(v[0] for v in samples.values()) / sum(v[1] for v in samples.values())
+        save_result(work, greedy, {"decoder": "greedy", "checkpoint": key, "dev_wer": min(e["dev_wer_greedy"] for e in res["epochs"]),
+                                   "test_wer": errors, "test_signers": per_signer(data_dir, samples)})
 
 
 def signer_bootstrap(signers: dict, draws: int = 10000, seed: int = 0) -> tuple[float, float, float]:
@@ -379,6 +393,7 @@ def fold_runs(work: Path, name: str, i: int, data_dir: Path, recipes: dict, rows
             if samples:
                 errors = sum(v[0] for v in samples.values()) / sum(v[1] for v in samples.values())
                 save_result(work, key, {**res, "test_signers": per_signer(data_dir, samples), "evaluate_test_wer": errors})
+        greedy_run(work, key, f"folds/{name}/{row}_greedy/fold{i}/s{seed}/e{epochs}", res, data_dir)
     if rows and "bigru" not in rows:
         return
     key = f"folds/{name}/bigru/fold{i}/s{seed}/e{epochs}"
@@ -427,7 +442,8 @@ def stage_onehand(work: Path, seed: int, epochs: int, hand: str = "right_hand", 
         if only and row not in only:
             continue
         cfg = write_config(work, f"onehand-{row}", fields["augment"], {k: v for k, v in fields.items() if k != "augment"})
-        train_run(work, f"onehand/{hand}/{row}/s{seed}/e{epochs}", data_dir, cfg, epochs, seed)
+        res = train_run(work, f"onehand/{hand}/{row}/s{seed}/e{epochs}", data_dir, cfg, epochs, seed)
+        greedy_run(work, f"onehand/{hand}/{row}/s{seed}/e{epochs}", f"onehand/{hand}/{row}_greedy/s{seed}/e{epochs}", res, data_dir)
     return data_dir
 
 
@@ -750,7 +766,8 @@ def stage_report(work: Path) -> str:
     one = {k: v for k, v in res.items() if k.startswith("onehand/") and "test_wer" in v}
     if one:
         lines += ["## one-handed task (sentences of right-handed real clips)", "", "| run | dev WER | test WER | wall |", "|---|---|---|---|"]
-        lines += [f"| {k} | {v['dev_wer']:.2%} | {v['test_wer']:.2%} | {v['wall_s']:.0f}s |" for k, v in sorted(one.items())]
+        lines += [f"| {k} | {v['dev_wer']:.2%} | {v['test_wer']:.2%} | " + (f"{v['wall_s']:.0f}s |" if "wall_s" in v else f"{v['decoder']} |")
+                  for k, v in sorted(one.items())]
         lines += [f"({k}: {v['mirrored']} of {v['sentences']} sentences mirrored by canonicalisation)" for k, v in res.items() if k.endswith("/lead_mirrors")]
         lines.append("")
     text = "\n".join(lines)

@@ -80,3 +80,29 @@ def test_the_fold_report_reads_results_json():
     assert "| a | 0 | 30.0% | 40.0% | presence: hands detected" in text
     assert "| presence (hands detected) | 1 of 4 | 30.0% / 10.0% |" in text
     assert "over seeds 0, 1" in text and "| defaults | 25.0% (2) | 10.0% (2) | 17.5% | 25.0% |" in text and "| 1 of 4 |" in text  # seed 1 ties the BiGRU on fold 0: not a win
+
+
+def test_a_run_decoded_greedily_is_a_row_of_its_own(tmp_path, monkeypatch):
+    """greedy_run: the run's best.pt through model.evaluate --beam_width 1, kept under its own key
+    (the report lists it as the row "<row>_greedy"); done once."""
+    from data.synthetic import generate_corpus
+
+    data = generate_corpus(tmp_path / "c", seed=0, n_train=2, n_dev=1, n_test=2)
+    from data.corpus import Corpus
+
+    ids = [r.id for r in Corpus(data).split("test")]
+    calls = []
+
+    def evaluated(work, key, checkpoint, beam_width=None):
+        calls.append((key, checkpoint.name, beam_width))
+        return {ids[0]: [1, 4], ids[1]: [0, 4]}
+
+    monkeypatch.setattr(signers, "evaluated_samples", evaluated)
+    res = {"dev_wer": 0.3, "test_wer": 0.4, "epochs": [{"dev_wer_greedy": 0.5}, {"dev_wer_greedy": 0.2}]}
+    for _ in range(2):
+        signers.greedy_run(tmp_path, "folds/k5/x/fold0/s0/e10", "folds/k5/x_greedy/fold0/s0/e10", res, data)
+    assert calls == [("folds/k5/x_greedy/fold0/s0/e10", "best.pt", 1)]
+    got = signers.load_results(tmp_path)["folds/k5/x_greedy/fold0/s0/e10"]
+    assert got["test_wer"] == 1 / 8 and got["dev_wer"] == 0.2 and got["decoder"] == "greedy"
+    assert sum(e for e, _ in got["test_signers"].values()) == 1
+    assert "| x_greedy | 20.0% / 12.5% |" in "\n".join(signers.fold_report(signers.load_results(tmp_path)))
