@@ -438,6 +438,12 @@ def train_epoch(run: Run, epoch: int) -> EpochSteps:
 
     cfg, proc = run.cfg, run.proc
     run.sampler.set_epoch(epoch)
+    # augmentation draws by epoch (epoch 1: draw 0), not by how often this process has read a
+    # sample: the same draws after --resume, and new ones every epoch in DataLoader workers,
+    # which start from a fresh copy of the dataset each epoch
+    set_draw = getattr(run.data.splits["train"], "set_epoch", None)
+    if set_draw is not None:
+        set_draw(epoch - 1)
     steps, t0 = EpochSteps(), time.perf_counter()
     with run.model.join() if proc.distributed else nullcontext():
         for entry in tqdm(run.loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not proc.master or not sys.stderr.isatty(), leave=False):

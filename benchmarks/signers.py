@@ -403,7 +403,7 @@ def fold_runs(work: Path, name: str, i: int, data_dir: Path, recipes: dict, rows
         save_result(work, key, {**res, "test_signers": per_signer(data_dir, res["test_samples"])})
 
 
-def stage_onehand(work: Path, seed: int, epochs: int, hand: str = "right_hand", only: list | None = None) -> Path:
+def stage_onehand(work: Path, seed: int, epochs: int, hand: str = "right_hand", only: list | None = None, corpus_seed: int = 0) -> Path:
     """A one-handed task from the real clips: the signers none of whose clips the other hand leads
     (data/profile.py: sample_leading_hand), made into sentences by the sentence builder (its default
     signer split); train.py with no augmentation and with the random mirror, on all 6516 features
@@ -423,7 +423,7 @@ def stage_onehand(work: Path, seed: int, epochs: int, hand: str = "right_hand", 
     log(f"one-handed ({hand}): {len(records)} clips of {len({r.signer for r in records})} signers "
         f"({sum(lead[r.id] == hand for r in records)} led by it, {sum(lead[r.id] is None for r in records)} by neither)")
     data_dir = root / "sentences"
-    convert(["sentences", str(root / "clips"), "--out", str(data_dir), "--seed", str(seed)])
+    convert(["sentences", str(root / "clips"), "--out", str(data_dir), "--seed", str(corpus_seed)])  # one corpus for every training seed
     # canonicalisation mirrors the sentences the other hand leads: none here, so its row is the
     # unaugmented one by construction (counted, not trained)
     sentences = Corpus(data_dir)
@@ -803,7 +803,7 @@ def main(argv=None) -> int:
     p.add_argument("--rows", nargs="*", default=None, help="run only these table rows (folds: these fold rows, 'bigru' included; onehand: these of none, defaults, notemporal_none, notemporal, motion_none, motion, notemporal_ema)")
     p.add_argument("--folds", type=int, default=5, help="signer folds of the folds stage")
     p.add_argument("--fold-epochs", type=int, default=10, help="epochs of each fold run")
-    p.add_argument("--fold-seed", type=int, default=0, help="seed of the signer folds and their sentences (--seeds: training seeds)")
+    p.add_argument("--fold-seed", type=int, default=0, help="seed of the signer folds and their sentences, and of the one-handed sentences (--seeds: training seeds)")
     p.add_argument("--fold-ids", type=int, nargs="*", default=None, help="run only these folds (e.g. one process a half of them)")
     p.add_argument("--fold-rows", default="{}", help='more fold rows, JSON: {"name": {"augment": {...}, "lead_hand": "right_hand"}}')
     a = p.parse_args(argv)
@@ -821,7 +821,7 @@ def main(argv=None) -> int:
     if "folds" in a.stages:
         stage_folds(work, a.folds, a.fold_seed, a.seeds, a.fold_epochs, a.rows, a.fold_ids, json.loads(a.fold_rows))
     if "onehand" in a.stages:
-        stage_onehand(work, a.seeds[0], a.table_epochs, only=a.rows)
+        stage_onehand(work, a.seeds[0], a.table_epochs, only=a.rows, corpus_seed=a.fold_seed)
     if "report" in a.stages:
         stage_report(work)
     return 0

@@ -556,13 +556,15 @@ class Batches:
 def make_loader(dataset, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0, sampler=None, batches: Batches | None = None,
                 batch_sampler=None):
     """A DataLoader of `dataset` batched by `batches` (DataBundle.batches; default: this project's collate).
-    With `batch_sampler` (e.g. a LengthBucketSampler) it gives each batch's indices, not batch_size / sampler."""
+    With `batch_sampler` (e.g. a LengthBucketSampler) it gives each batch's indices, not batch_size / sampler.
+    Workers (num_workers > 0) start from the dataset as it is at each epoch's start, so what
+    train.py sets on it then (the augmentation epoch, MediaPipeFeatureDataset.set_epoch) reaches them."""
     batches = batches if batches is not None else Batches()
     generator = torch.Generator().manual_seed(seed)
     batching = (dict(batch_sampler=batch_sampler) if batch_sampler is not None
                 else dict(batch_size=batch_size, shuffle=shuffle if sampler is None else False, sampler=sampler))
     return torch.utils.data.DataLoader(
-        batches.entries(dataset), collate_fn=batches, num_workers=num_workers, generator=generator, persistent_workers=num_workers > 0,
+        batches.entries(dataset), collate_fn=batches, num_workers=num_workers, generator=generator,
         **batching,
     )
 
