@@ -44,8 +44,8 @@ class TrainConfig:
     impute: str = "ffill"
     # the model's inputs: the landmarks without the temporal block (velocity, acceleration,
     # displacement), which the inception blocks learn from the sequence themselves. On 5 signer
-    # folds of real Kaggle sentences (benchmarks/signers.py) it gave 26.0% mean test WER over two
-    # training seeds where all four modalities gave 33.6% (better in 8 of 10 fold-seed runs),
+    # folds of real Kaggle sentences (benchmarks/signers.py) it gave 25.5% mean test WER over three
+    # training seeds where all four modalities gave 32.4% (better in 12 of 15 fold-seed runs),
     # in ~0.8x the training time. The corpus keeps the 6516 features; "all" selects them all.
     modalities: tuple = DEFAULT_MODALITIES
     std_floor: float = STD_FLOOR
