@@ -339,6 +339,11 @@ def evaluated_samples(work: Path, key: str, checkpoint: Path, beam_width: int | 
         return {row["id"]: [int(row["errors"]), int(row["ref_words"])] for row in csv.DictReader(f)}
 
 
+def samples_wer(samples: dict) -> float:
+    """WER over {sample id: [errors, reference words]}."""
+    return sum(v[0] for v in samples.values()) / sum(v[1] for v in samples.values())
+
+
 def greedy_run(work: Path, key: str, greedy: str, res: dict, data_dir: Path) -> None:
     """The checkpoint of run `key` decoded greedily (train.py's epoch lines; its closing lines use
     the configured beam), kept as a row of its own under `greedy`: dev WER of the best epoch, test
@@ -347,9 +352,8 @@ def greedy_run(work: Path, key: str, greedy: str, res: dict, data_dir: Path) -> 
         return
     samples = evaluated_samples(work, greedy, work / "runs" / key / "best.pt", beam_width=1)
     if samples:
-        errors = sum(v[0] for v in samples.values()) / sum(v[1] for v in samples.values())
         save_result(work, greedy, {"decoder": "greedy", "checkpoint": key, "dev_wer": min(e["dev_wer_greedy"] for e in res["epochs"]),
-                                   "test_wer": errors, "test_signers": per_signer(data_dir, samples)})
+                                   "test_wer": samples_wer(samples), "test_signers": per_signer(data_dir, samples)})
 
 
 def signer_bootstrap(signers: dict, draws: int = 10000, seed: int = 0) -> tuple[float, float, float]:
@@ -391,8 +395,7 @@ def fold_runs(work: Path, name: str, i: int, data_dir: Path, recipes: dict, rows
         if "test_wer" in res and "test_signers" not in res:
             samples = evaluated_samples(work, key, work / "runs" / key / "best.pt")
             if samples:
-                errors = sum(v[0] for v in samples.values()) / sum(v[1] for v in samples.values())
-                save_result(work, key, {**res, "test_signers": per_signer(data_dir, samples), "evaluate_test_wer": errors})
+                save_result(work, key, {**res, "test_signers": per_signer(data_dir, samples), "evaluate_test_wer": samples_wer(samples)})
         greedy_run(work, key, f"folds/{name}/{row}_greedy/fold{i}/s{seed}/e{epochs}", res, data_dir)
     if rows and "bigru" not in rows:
         return

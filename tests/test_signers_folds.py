@@ -85,11 +85,10 @@ def test_the_fold_report_reads_results_json():
 def test_a_run_decoded_greedily_is_a_row_of_its_own(tmp_path, monkeypatch):
     """greedy_run: the run's best.pt through model.evaluate --beam_width 1, kept under its own key
     (the report lists it as the row "<row>_greedy"); done once."""
+    from data.corpus import Corpus
     from data.synthetic import generate_corpus
 
     data = generate_corpus(tmp_path / "c", seed=0, n_train=2, n_dev=1, n_test=2)
-    from data.corpus import Corpus
-
     ids = [r.id for r in Corpus(data).split("test")]
     calls = []
 
