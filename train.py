@@ -71,13 +71,16 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process (default: cores / processes)")
     args = p.parse_args(argv)
     device = "cuda" if args.gpu else args.device
-    cfg = load_config(
-        args.config, data_dir=args.data_dir, output_dir=args.output_dir, batch_size=args.batch_size, epochs=args.epochs,
-        lr=args.lr, normalize=args.normalize, impute=args.impute, modalities=args.modalities, device=device, amp=args.amp,
-        grad_clip=args.grad_clip, seed=args.seed, num_workers=args.num_workers, beam_width=args.beam_width,
-        model=args.model, teacher=args.teacher, distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
-        lead_hand=args.lead_hand, ema_decay=args.ema_decay,
-    )
+    try:
+        cfg = load_config(
+            args.config, data_dir=args.data_dir, output_dir=args.output_dir, batch_size=args.batch_size, epochs=args.epochs,
+            lr=args.lr, normalize=args.normalize, impute=args.impute, modalities=args.modalities, device=device, amp=args.amp,
+            grad_clip=args.grad_clip, seed=args.seed, num_workers=args.num_workers, beam_width=args.beam_width,
+            model=args.model, teacher=args.teacher, distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
+            lead_hand=args.lead_hand, ema_decay=args.ema_decay,
+        )
+    except (ValueError, FileNotFoundError) as exc:  # a bad value or configuration file: one line and exit 2, as argparse does
+        p.error(str(exc))
     return cfg, args
 
 

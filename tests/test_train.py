@@ -308,3 +308,17 @@ def test_dataloader_workers_draw_what_the_process_draws(small_corpus, tmp_path):
         ends.append(torch.load(out / "last.pt", map_location="cpu", weights_only=True)["model"])
     for name, value in ends[0].items():
         assert torch.equal(value, ends[1][name]), name
+
+
+@pytest.mark.parametrize("argv, named", [(["--ema_decay", "1.5"], "ema_decay=1.5"), (["--lr", "-1"], "lr=-1.0"),
+                                         (["--config", "no_such.toml"], "no_such.toml")])
+def test_a_bad_value_is_one_line_naming_it(argv, named, tmp_path, capsys):
+    """train.py with a value TrainConfig refuses, or a configuration file that is not there: exit 2
+    and one error line naming it, no traceback, nothing written."""
+    import train
+
+    with pytest.raises(SystemExit) as stop:
+        train.main([*argv, "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and named in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
