@@ -4,9 +4,6 @@ check failing on its fault and passing on a healthy setup, train.py --teacher en
 import dataclasses
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +24,6 @@ from model.masking import pad_mask
 from model.registry import create_model, model_from_checkpoint_args
 from model.distill import align_posteriors, distillation_loss, load_teacher, uniform_student_kl
 
-REPO = Path(__file__).resolve().parents[1]
 DISTILL_CHECKS = ("teacher", "teacher_competence", "distill_loss", "teacher_frozen")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -237,16 +233,19 @@ def test_global_statistics_of_teacher_and_student_are_compared(base_corpus, tmp_
 # ----------------------------------------------------------------------------- train.py --teacher
 
 
-def test_train_py_distils_and_records_the_teacher(base_corpus, teacher_path, tmp_path):
+def test_train_py_distils_and_records_the_teacher(base_corpus, teacher_path, tmp_path, capsys):
+    import train
+
     config = tmp_path / "student.json"
     config.write_text(json.dumps({"model": "student", "model_overrides": distill.SMALL_STUDENT, "modalities": list(distill.DEMO_MODALITIES),
                                   "batch_size": 8, "distill_weight": 0.5, "distill_temperature": 2.0}))
     out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "train.py", "--data_dir", str(base_corpus), "--config", str(config), "--teacher", str(teacher_path),
-                        "--output_dir", str(out), "--epochs", "1", "--threads", "1", "--beam_width", "1"],
-                       cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "compatibility gate: PASSED" in r.stdout and "teacher student" in r.stdout and "T = 2" in r.stdout
+    training.clear_teacher_cache()
+    status = train.main(["--data_dir", str(base_corpus), "--config", str(config), "--teacher", str(teacher_path),
+                         "--output_dir", str(out), "--epochs", "1", "--threads", "1", "--beam_width", "1"])
+    printed = capsys.readouterr().out
+    assert status == 0, printed[-3000:]
+    assert "compatibility gate: PASSED" in printed and "teacher student" in printed and "T = 2" in printed
     ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
     teacher = load_teacher(teacher_path)
     assert ckpt["teacher"] == teacher.record() and ckpt["teacher"]["sha256"] == teacher.sha256 and ckpt["teacher"]["vocab"] == ckpt["vocab"]

@@ -26,6 +26,17 @@ def run_train(*args, timeout=600, env=None):
     )
 
 
+def train_here(capsys, *args) -> tuple[int, str]:
+    """train.py's main() in this process (the gate and the loop are what these tests judge; the
+    command line as a user types it is tested by test_resume_after_kill_9 and the outside
+    projects): (exit status, what it printed)."""
+    import train
+
+    capsys.readouterr()
+    status = train.main(["--threads", "1", *map(str, args)])
+    return status, capsys.readouterr().out
+
+
 @pytest.fixture(scope="module")
 def small_corpus(tmp_path_factory):
     return generate_corpus(tmp_path_factory.mktemp("demo") / "corpus", seed=3, n_train=16, n_dev=4, n_test=4)
@@ -55,7 +66,7 @@ def _make_infeasible(corpus: Path, row: int, frames: int, glosses: tuple) -> Sam
     return recs[row]
 
 
-def test_gate_refuses_nan_poisoned_file(small_corpus, small_config, tmp_path):
+def test_gate_refuses_nan_poisoned_file(small_corpus, small_config, tmp_path, capsys):
     corpus = _copy_corpus(small_corpus, tmp_path / "c")
     c = Corpus(corpus)
     rec = c.split("train")[2]
@@ -63,29 +74,29 @@ def test_gate_refuses_nan_poisoned_file(small_corpus, small_config, tmp_path):
     arr[5, 100] = np.nan  # one coordinate of a landmark: not a whole missing landmark
     arr[7, 3] = np.inf
     atomic_save_npy(c.file(rec), arr)
-    r = run_train("--data_dir", corpus, "--config", small_config, "--output_dir", tmp_path / "out", "--epochs", 1)
-    assert r.returncode == 1, r.stdout + r.stderr
-    assert "refusing to train" in r.stdout
-    assert rec.id in r.stdout and "clean_features" in r.stdout and "Inf" in r.stdout
+    status, out = train_here(capsys, "--data_dir", corpus, "--config", small_config, "--output_dir", tmp_path / "out", "--epochs", 1)
+    assert status == 1, out
+    assert "refusing to train" in out
+    assert rec.id in out and "clean_features" in out and "Inf" in out
     assert not (tmp_path / "out" / "last.pt").exists()
 
 
-def test_gate_refuses_ctc_infeasible_samples_and_caches_verdict(small_corpus, small_config, tmp_path):
+def test_gate_refuses_ctc_infeasible_samples_and_caches_verdict(small_corpus, small_config, tmp_path, capsys):
     corpus = _copy_corpus(small_corpus, tmp_path / "c")
     short = _make_infeasible(corpus, 1, frames=6, glosses=("HELLO", "HELLO", "GO", "NO"))  # 2 output frames, needs 5
-    r = run_train("--data_dir", corpus, "--config", small_config, "--output_dir", tmp_path / "out", "--epochs", 1)
-    assert r.returncode == 1
-    assert "ctc_feasibility" in r.stdout and short.id in r.stdout and "too short" in r.stdout
+    status, out = train_here(capsys, "--data_dir", corpus, "--config", small_config, "--output_dir", tmp_path / "out", "--epochs", 1)
+    assert status == 1, out
+    assert "ctc_feasibility" in out and short.id in out and "too short" in out
     # a new run with the verdict cached still gets its own report, and the printed path exists
-    again = run_train("--data_dir", corpus, "--config", small_config, "--output_dir", tmp_path / "out2", "--epochs", 1)
-    assert again.returncode == 1 and "cached verdict" in again.stdout
-    report = re.search(r"report: (\S+)", again.stdout).group(1)
-    assert Path(report) == tmp_path / "out2" / "gate_report.html" and Path(report).is_file(), again.stdout
+    status, again = train_here(capsys, "--data_dir", corpus, "--config", small_config, "--output_dir", tmp_path / "out2", "--epochs", 1)
+    assert status == 1 and "cached verdict" in again, again
+    report = re.search(r"report: (\S+)", again).group(1)
+    assert Path(report) == tmp_path / "out2" / "gate_report.html" and Path(report).is_file(), again
     assert short.id in Path(report).read_text() and (tmp_path / "out2" / "gate_findings.json").is_file()
     # the root cause is listed first: ctc_feasibility, the failures it explains say so
-    first = again.stdout.split("cause -> what to do")[1].strip().splitlines()[0]
-    assert first.startswith("ctc_feasibility"), again.stdout
-    assert "caused by ctc_feasibility" in again.stdout, again.stdout
+    first = again.split("cause -> what to do")[1].strip().splitlines()[0]
+    assert first.startswith("ctc_feasibility"), again
+    assert "caused by ctc_feasibility" in again, again
 
 
 def test_resume_after_kill_9(small_corpus, small_config, tmp_path):
@@ -163,14 +174,14 @@ def test_incident_command_on_extracted_corpus(tmp_path):
     assert (out / "best.pt").exists() and (out / "metrics.png").exists()
 
 
-def test_nonfinite_training_stops_saves_batch_and_replays(small_corpus, small_config, tmp_path):
+def test_nonfinite_training_stops_saves_batch_and_replays(small_corpus, small_config, tmp_path, capsys):
     corpus = _copy_corpus(small_corpus, tmp_path / "c")
     bad = _make_infeasible(corpus, 0, frames=5, glosses=("HELLO", "GO", "NO"))  # 2 output frames, needs 3
     out = tmp_path / "out"
     # the gate would refuse this corpus; --skip-gate shows what training does with it
-    r = run_train("--data_dir", corpus, "--config", small_config, "--output_dir", out, "--epochs", 1, "--skip-gate")
-    assert r.returncode == 2, r.stdout + r.stderr
-    assert "non-finite loss" in r.stdout and bad.id in r.stdout
+    status, printed = train_here(capsys, "--data_dir", corpus, "--config", small_config, "--output_dir", out, "--epochs", 1, "--skip-gate")
+    assert status == 2, printed
+    assert "non-finite loss" in printed and bad.id in printed
     saved = out / "nonfinite_batch.pt"
     assert saved.exists()
     rep = subprocess.run(

@@ -1,6 +1,6 @@
 """Using a trained checkpoint: model.evaluate, model.recognize, model.export (issue 12).
 
-One tiny model is trained once with train.py (a subprocess, 2 epochs, gate skipped); evaluate
+One tiny model is trained once with train.py (its main(), 2 epochs, gate skipped); evaluate
 must print exactly the WER lines train.py printed for the same checkpoint and decoder;
 recognize must see the dataset's features and give evaluate's greedy hypotheses with spans
 from the CTC path; exported files must match PyTorch on padded batches; every bad input is
@@ -8,7 +8,9 @@ exit code 2 with a message naming the file and no traceback.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import os
 import pickle
@@ -44,18 +46,19 @@ def run_module(module: str, *args, cwd, timeout=300):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """A corpus, a 2-epoch train.py run on it and what train.py printed."""
+    """A corpus, a 2-epoch train.py run on it and what train.py printed (its main() in this
+    process: the commands below are what this module runs as a user does)."""
     root = tmp_path_factory.mktemp("use")
     corpus = generate_corpus(root / "corpus", seed=3, n_train=16, n_dev=4, n_test=4)
     config = root / "small.json"
     config.write_text(json.dumps({"model": "i3d_tiny", "batch_size": 4}))
+    import train
+
     out = root / "run"
-    r = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "--threads", "1", "--data_dir", str(corpus), "--config", str(config),
-         "--output_dir", str(out), "--epochs", "2", "--skip-gate"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = train.main(["--threads", "1", "--data_dir", str(corpus), "--config", str(config), "--output_dir", str(out), "--epochs", "2", "--skip-gate"])
+    assert status == 0, printed.getvalue()[-3000:]
     # a checkpoint whose greedy paths are not all blank: the classifier of best.pt scaled up and the
     # blank's row zeroed, so the argmax changes from frame to frame (recognize's spans and glosses
     # then say something)
@@ -64,7 +67,7 @@ def run(tmp_path_factory):
     ckpt["model"]["classifier.weight"][0] = 0  # the blank's logit 0: a gloss whose logit is above it wins the frame
     ckpt["model"]["classifier.bias"][0] = 0
     torch.save(ckpt, root / "busy.pt")
-    return SimpleNamespace(root=root, corpus=corpus, out=out, best=out / "best.pt", last=out / "last.pt", busy=root / "busy.pt", stdout=r.stdout)
+    return SimpleNamespace(root=root, corpus=corpus, out=out, best=out / "best.pt", last=out / "last.pt", busy=root / "busy.pt", stdout=printed.getvalue())
 
 
 def call(main, argv, capsys):

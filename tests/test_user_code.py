@@ -279,17 +279,21 @@ def test_fingerprint_covers_the_user_source(tmp_path, corpus):
     assert fingerprint(dataclasses.replace(cfg, batch_transform="fp_loop:scale")) != fingerprint(cfg)
 
 
-def test_train_py_trains_the_user_setup_behind_the_gate(tmp_path, corpus):
+def test_train_py_trains_the_user_setup_behind_the_gate(tmp_path, corpus, capsys, monkeypatch):
+    """train.py's main() in this process, from the user's folder (the command line itself is
+    tested by the outside projects and test_train_conventions)."""
+    import train
+
     cfg = tmp_path / "user.toml"
     cfg.write_text(
         f'data_dir = "{corpus}"\ndataset = "{DATA}make_dataset"\nmodel = "{MODEL}"\nbatch_transform = "{LOOP}scale"\n'
         f'device = "cpu"\nbatch_size = 4\nepochs = 2\nbeam_width = 1\noutput_dir = "{tmp_path / "run"}"\n'
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, str(REPO / "train.py"), "--config", str(cfg), "--threads", "1"], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "compatibility gate: PASSED" in r.stdout and "dev WER" in r.stdout and "test WER" in r.stdout, r.stdout
+    monkeypatch.chdir(tmp_path)
+    status = train.main(["--config", str(cfg), "--threads", "1"])
+    printed = capsys.readouterr().out
+    assert status == 0, printed[-3000:]
+    assert "compatibility gate: PASSED" in printed and "dev WER" in printed and "test WER" in printed, printed
     ckpt = torch.load(tmp_path / "run" / "last.pt", map_location="cpu", weights_only=True)
     assert ckpt["model_name"] == MODEL and ckpt["model_args"]["input_dim"] == 150
     from model.registry import model_from_checkpoint_args
