@@ -242,6 +242,11 @@ FOLD_RECIPES = {
     "notemporal_ema": {"augment": {"recipe": "default"}, "modalities": ["pose", "hands", "face"], "ema_decay": 0.99},
     # the temporal block of the pose and hands alone (data/layout.py: "motion"), the face mesh's left out
     "motion": {"augment": {"recipe": "default"}, "modalities": ["pose", "hands", "face", "motion"]},
+    # the mirror with small rotations, shears and aspect changes (p 0.8) and speed changes (p 0.5)
+    "geometric": {"augment": {"mirror": 0.5, "affine": {"p": 0.8}, "speed": 0.5}, "modalities": ["pose", "hands", "face"]},
+    # the same with more dropout (0.3, default 0.1) and weight decay (0.05, default 0.01)
+    "geometric_reg": {"augment": {"mirror": 0.5, "affine": {"p": 0.8}, "speed": 0.5}, "modalities": ["pose", "hands", "face"],
+                      "model_overrides": {"dropout": 0.3}, "weight_decay": 0.05},
 }
 
 

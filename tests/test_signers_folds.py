@@ -105,3 +105,19 @@ def test_a_run_decoded_greedily_is_a_row_of_its_own(tmp_path, monkeypatch):
     assert got["test_wer"] == 1 / 8 and got["dev_wer"] == 0.2 and got["decoder"] == "greedy"
     assert sum(e for e, _ in got["test_signers"].values()) == 1
     assert "| x_greedy | 20.0% / 12.5% |" in "\n".join(signers.fold_report(signers.load_results(tmp_path)))
+
+
+@pytest.mark.parametrize("row", sorted(signers.FOLD_RECIPES))
+def test_every_fold_row_is_a_configuration_train_py_accepts(row, tmp_path):
+    """A fold row is written as a train.py configuration file: a misspelt field or a value out
+    of range fails here, not after hours of other folds."""
+    from model.config import load_config
+    from model.registry import build_config
+
+    fields = dict(signers.FOLD_RECIPES[row])
+    path = signers.write_config(tmp_path, f"fold-{row}", fields.pop("augment", {}), fields)
+    cfg = load_config(path)
+    assert cfg.augment == signers.FOLD_RECIPES[row]["augment"]
+    if "model_overrides" in fields:
+        built = build_config(cfg.model, **cfg.model_overrides)
+        assert all(getattr(built, k) == v for k, v in fields["model_overrides"].items()), built
