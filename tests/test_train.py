@@ -251,14 +251,17 @@ def test_weight_average_is_scored_checkpointed_and_resumed(small_corpus, small_c
 
     import train
 
+    said = []
+
     def run(out, epochs, *extra):
-        argv = ["--data_dir", str(small_corpus), "--config", str(small_config), "--output_dir", str(out), "--epochs", str(epochs),
-                "--skip-gate", "--threads", "1", "--ema_decay", "0.9", "--beam_width", "1", *extra]
-        assert train.main(argv) == 0
+        status, printed = train_here(capsys, "--data_dir", small_corpus, "--config", small_config, "--output_dir", out, "--epochs", epochs,
+                                     "--skip-gate", "--ema_decay", "0.9", "--beam_width", "1", *extra)
+        assert status == 0, printed
+        said.append(printed)
         return torch.load(out / "last.pt", map_location="cpu", weights_only=True)
 
     straight = run(tmp_path / "straight", 3)
-    assert "on the weight average (ema_decay 0.9)" in capsys.readouterr().out
+    assert "on the weight average (ema_decay 0.9)" in said[-1]
     steps = 3 * -(-16 // 4)  # 16 train samples, batch size 4
     assert straight["ema_steps"] == steps and straight["config"]["ema_decay"] == 0.9
     differs = [k for k, v in straight["model"].items() if v.is_floating_point() and not torch.equal(v, straight["train_model"][k])]
@@ -301,21 +304,20 @@ def test_weight_average_is_scored_checkpointed_and_resumed(small_corpus, small_c
             assert torch.equal(value, resumed[key][name]), (key, name)
 
 
-def test_dataloader_workers_draw_what_the_process_draws(small_corpus, tmp_path):
+def test_dataloader_workers_draw_what_the_process_draws(small_corpus, tmp_path, capsys):
     """train.py seeds each sample's augmentation by epoch: with --num_workers 1 (a fresh copy of
     the dataset in a worker every epoch) the mirror draws, and so the weights after 2 epochs, are
     those of the in-process loader."""
     import torch
-
-    import train
 
     config = tmp_path / "mirror.json"
     config.write_text(json.dumps({"model": "i3d_tiny", "batch_size": 4, "augment": {"mirror": 0.5}}))
     ends = []
     for workers in ("0", "1"):
         out = tmp_path / f"w{workers}"
-        assert train.main(["--data_dir", str(small_corpus), "--config", str(config), "--output_dir", str(out), "--epochs", "2",
-                           "--skip-gate", "--threads", "1", "--beam_width", "1", "--num_workers", workers]) == 0
+        status, printed = train_here(capsys, "--data_dir", small_corpus, "--config", config, "--output_dir", out, "--epochs", 2,
+                                     "--skip-gate", "--beam_width", 1, "--num_workers", workers)
+        assert status == 0, printed
         ends.append(torch.load(out / "last.pt", map_location="cpu", weights_only=True)["model"])
     for name, value in ends[0].items():
         assert torch.equal(value, ends[1][name]), name
